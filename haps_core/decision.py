@@ -1,0 +1,73 @@
+"""Turning predicted quality and cost into a choice of action.
+
+The router predicts, per query and action, a quality and a cost; the caller's cost weight
+``lambda`` turns them into a utility ``U = quality - lambda * cost``. The choice is the argmax,
+with ties going to the cheaper action (a router that is indifferent should not spend money).
+"""
+
+import logging
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def check_cost_weight(cost_weight: float, name: str = "cost_weight") -> float:
+    """Validates a cost weight: a finite number >= 0 (USD^-1: quality points per dollar)."""
+    if isinstance(cost_weight, bool) or not isinstance(cost_weight, int | float):
+        msg = f"`{name}` must be a number >= 0, got {cost_weight!r}"
+        raise TypeError(msg)
+    if not np.isfinite(cost_weight) or cost_weight < 0:
+        msg = f"`{name}` must be a finite number >= 0, got {cost_weight!r}"
+        raise ValueError(msg)
+    return float(cost_weight)
+
+
+def utilities(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
+    """``quality - cost_weight * cost``, elementwise."""
+    return quality - cost_weight * cost
+
+
+def choose(
+    quality: np.ndarray,
+    cost: np.ndarray,
+    cost_weight: float,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Index of the best action per row of ``quality``/``cost`` ([n, A]).
+
+    Args:
+        quality: predicted quality per query and action.
+        cost: predicted cost (USD) per query and action.
+        cost_weight: lambda >= 0.
+        allowed: optional boolean mask over actions ([A]) or per query ([n, A]).
+
+    Returns:
+        int array [n] of action indices; ties go to the cheapest action.
+    """
+    cost_weight = check_cost_weight(cost_weight)
+    u = utilities(quality, cost, cost_weight)
+    if allowed is not None:
+        if not np.any(allowed):
+            msg = "`allowed` excludes every action"
+            raise ValueError(msg)
+        u = np.where(allowed, u, -np.inf)
+    # Ties (within float noise) go to the cheaper action: subtract a tiny cost-proportional term.
+    scale = max(float(np.nanmax(np.abs(cost))), 1e-12)
+    u = u - 1e-9 * cost / scale
+    return np.argmax(u, axis=-1)
+
+
+def cost_weight_grid(action_costs: np.ndarray, n: int = 40) -> np.ndarray:
+    """Cost weights that sweep from 'quality only' to 'cheapest action only'.
+
+    Starts at 0, then log-spaced from where the most expensive action's cost starts to matter
+    (0.01 quality points) to where the cheapest action's cost outweighs any quality difference.
+    Logs without cost give just [0].
+    """
+    costs = np.asarray(action_costs, dtype=float)
+    positive = costs[costs > 0]
+    if positive.size == 0:
+        return np.zeros(1)
+    low, high = 1e-2 / positive.max(), 1e1 / positive.min()
+    return np.concatenate([[0.0], np.geomspace(low, high, n - 1)])
