@@ -1,4 +1,4 @@
-"""The `haps` command line: eval (train, route and push follow the router).
+"""The `haps` command line: train, route, eval, push (ARCHITECTURE section 4).
 
 Every sub-command returns an exit code: 0 on success, 2 on bad input (one clear message on
 stderr, nothing half-written), 1 on an unexpected failure.
@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,187 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _router_config_from_args(args: argparse.Namespace, embed_dim: int) -> "Any":
+    from haps_core.model import RouterConfig
+
+    return RouterConfig(
+        embed_dim=embed_dim,
+        use_structural=not args.no_structural,
+        architecture=args.architecture,
+        members=args.members,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from haps_core.embedding import embedding_encoder
+    from haps_core.logs import read_logs, split_queries
+    from haps_core.pipeline import features_for, fit_router
+    from haps_core.training import TrainingConfig
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        msg = f"`--output` {str(output)!r} exists and is not a folder"
+        raise UsageError(msg)
+    training = TrainingConfig(epochs=args.epochs, seed=args.seed, device=args.device)
+    start = time.perf_counter()
+    log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
+    if log.n_skipped:
+        print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
+    encoder = embedding_encoder(args.encoder, device=args.device, cache=not args.no_cache)
+    rconfig = _router_config_from_args(args, encoder.dim)
+    features = features_for(encoder, log.queries, rconfig.use_structural)
+    train_mask = np.ones(log.n_queries, dtype=bool)
+    heldout = None
+    if args.holdout_fraction:
+        train_mask = ~split_queries(log.query_ids, args.holdout_fraction, seed=args.holdout_seed)
+        heldout = {"fraction": args.holdout_fraction, "seed": args.holdout_seed}
+    router = fit_router(log, encoder, features, train_mask, rconfig, training, heldout)
+    router.encoder_info["id"] = getattr(encoder, "encoder_id", None)
+    if not log.has_cost:
+        router.default_cost_weight = 0.0
+    router.save_pretrained(output)
+    took = time.perf_counter() - start
+    s = router.training_summary
+    print(
+        f"trained a {rconfig.architecture} router ({s['parameters']} parameters, {rconfig.members} "
+        f"members) on {s['train_queries']} queries x {len(log.space)} actions in {took:.1f} s "
+        f"on {s['device']}; held-out regret {s['heldout_regret']:.4f}; saved to {output}"
+    )
+    return 0
+
+
+def _parse_weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    from haps_core.decision import check_cost_weight
+
+    weights = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            msg = f"`--cost-weight` must be numbers separated by commas, got {item!r}"
+            raise UsageError(msg) from None
+        try:
+            weights.append(check_cost_weight(value, "--cost-weight"))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+    return weights
+
+
+def _read_queries(path: Path, backends: list[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        msg = f"`--input` file {str(path)!r} does not exist"
+        raise UsageError(msg)
+    items, errors = [], []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"{path}:{i}: not JSON ({exc})")
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row["query"].strip():
+            errors.append(f"{path}:{i}: needs a non-empty string `query`")
+            continue
+        allowed = row.get("backends")
+        if allowed is not None:
+            unknown = sorted(set(allowed) - set(backends)) if isinstance(allowed, list) else [allowed]
+            if unknown:
+                errors.append(f"{path}:{i}: `backends` names unknown backend(s) {unknown}; known: {backends}")
+                continue
+        items.append({"id": row.get("id", i), "query": row["query"], "backends": allowed})
+    if errors:
+        raise UsageError("invalid queries file:\n  " + "\n  ".join(errors))
+    if not items:
+        msg = f"`--input` file {str(path)!r} holds no queries"
+        raise UsageError(msg)
+    return items
+
+
+def decision_record(qid: Any, decision: Any) -> dict[str, Any]:
+    """One line of decisions.jsonl (ARCHITECTURE section 4)."""
+    return {
+        "id": qid,
+        "cost_weight": decision.cost_weight,
+        "backend": decision.backend,
+        "temperature": decision.temperature,
+        "prompt_style": decision.prompt_style,
+        "parameters": decision.parameters,
+        "predicted_quality": round(decision.predicted_quality, 6),
+        "predicted_cost": decision.predicted_cost,
+    }
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from haps_core.model import HAPSRouter
+
+    if (args.query is None) == (args.input is None):
+        msg = "give exactly one of `--query TEXT` or `--input queries.jsonl`"
+        raise UsageError(msg)
+    if args.input is not None and args.output is None:
+        msg = "`--input` needs `--output decisions.jsonl`"
+        raise UsageError(msg)
+    if args.query is not None and not args.query.strip():
+        msg = "`--query` is empty: there is nothing to route on"
+        raise UsageError(msg)
+    weights = _parse_weights(args.cost_weight)
+    if weights is not None and args.max_cost_per_query is not None:
+        msg = "give either `--cost-weight` or `--max-cost-per-query`, not both"
+        raise UsageError(msg)
+    router = HAPSRouter.from_pretrained(args.router, revision=args.revision)
+    backends = router.space.backend_names
+    items = (
+        [{"id": "query", "query": args.query, "backends": None}]
+        if args.query is not None
+        else _read_queries(Path(args.input), backends)
+    )
+    if not router.has_cost and (weights or args.max_cost_per_query is not None):
+        print(
+            "haps route: this router was trained without cost information: the cost weight has "
+            "no effect (routing by quality alone)",
+            file=sys.stderr,
+        )
+        weights = [0.0]
+    if args.max_cost_per_query is not None and not router.has_cost:
+        args.max_cost_per_query = None
+    texts = [it["query"] for it in items]
+    features = router.featurize(texts)
+    quality, cost = router.predict_features(features)
+    if args.max_cost_per_query is not None:
+        ref = features if len(texts) > 1 else None
+        weights = [router.calibrate_cost_weight(args.max_cost_per_query, ref)]
+    if weights is None:
+        weights = [router.default_cost_weight]
+    lines = []
+    for w in weights:
+        for i, it in enumerate(items):
+            q, c = quality[i : i + 1].copy(), cost[i : i + 1].copy()
+            if it["backends"] is not None:
+                allowed = np.array([a.backend in it["backends"] for a in router.space.actions])
+                q[:, ~allowed] = -np.inf
+            (decision,) = router.decide(q, c, w)
+            lines.append(json.dumps(decision_record(it["id"], decision)))
+    if args.output:
+        _write_atomic(Path(args.output), "\n".join(lines) + "\n")
+        print(f"wrote {len(lines)} decisions to {args.output}", file=sys.stderr)
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from haps_core.model import HAPSRouter
+
+    router = HAPSRouter.from_pretrained(args.router)
+    url = router.push_to_hub(
+        args.repo_id, revision=args.revision, private=args.private or None, commit_message=args.commit_message
+    )
+    print(url)
+    return 0
+
+
 def _json_default(obj: object) -> object:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -123,6 +305,60 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="haps", description="Hierarchical LLM routing (HAPS).")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a HAPS router on routing logs")
+    p.add_argument(
+        "--logs",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="routing log in format v1 (JSONL[.gz], CSV, Parquet); repeatable",
+    )
+    p.add_argument("--prices", default=None, metavar="JSON", help="price table for rows without cost")
+    p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows instead of failing")
+    p.add_argument("--output", required=True, metavar="DIR", help="checkpoint folder to write")
+    p.add_argument("--encoder", default=None, help="query encoder (HF name or path); default MiniLM")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--members", type=int, default=5, help="ensemble size")
+    p.add_argument("--architecture", default="haps", choices=["haps", "flat", "no_pgn"])
+    p.add_argument("--no-structural", action="store_true", help="embedding only, no text features")
+    p.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.0,
+        help="leave this share of queries out (for a later `haps eval --router`)",
+    )
+    p.add_argument("--holdout-seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("route", help="route queries with a trained router")
+    p.add_argument("--router", default="haps-default", help="checkpoint folder, Hub id or haps-default")
+    p.add_argument("--revision", default=None, help="Hub revision of the router")
+    p.add_argument("--query", default=None, help="one query text")
+    p.add_argument(
+        "--input", default=None, metavar="JSONL", help='queries: {"id": ..., "query": ...} per line'
+    )
+    p.add_argument("--output", default=None, metavar="JSONL", help="decisions file to write")
+    p.add_argument("--cost-weight", default=None, metavar="L[,L2,...]", help="cost weight(s) >= 0")
+    p.add_argument(
+        "--max-cost-per-query",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="budget: the cost weight is calibrated so the mean predicted cost fits",
+    )
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("push", help="upload a router checkpoint to the Hugging Face Hub")
+    p.add_argument("--router", required=True, metavar="DIR")
+    p.add_argument("--repo-id", required=True, metavar="ORG/NAME")
+    p.add_argument("--revision", default=None, metavar="BRANCH")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--commit-message", default="Upload HAPS router")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("eval", help="evaluate routers against the baselines on a routing log")
     _add_log_args(p)
@@ -146,13 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `haps` console script."""
+    from haps_core.errors import HAPSError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, KeyError, TypeError) as exc:
+    except (UsageError, ValueError, FileNotFoundError, KeyError, TypeError, HAPSError) as exc:
         print(f"haps {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,8 @@ with ties going to the cheaper action (a router that is indifferent should not s
 """
 
 import logging
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -71,3 +73,78 @@ def cost_weight_grid(action_costs: np.ndarray, n: int = 40) -> np.ndarray:
         return np.zeros(1)
     low, high = 1e-2 / positive.max(), 1e1 / positive.min()
     return np.concatenate([[0.0], np.geomspace(low, high, n - 1)])
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A runner-up action, kept on a decision so a caller can fall back without re-routing."""
+
+    backend: str
+    parameters: dict[str, Any]
+    predicted_quality: float
+    predicted_cost: float
+    action_index: int
+
+    @property
+    def temperature(self) -> float | None:
+        t = self.parameters.get("temperature")
+        return None if t is None else float(t)
+
+    @property
+    def prompt_style(self) -> str:
+        return str(self.parameters.get("prompt_style", "default"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """What the router chose for one query at one cost weight, and what it would do next.
+
+    Attributes:
+        backend: the chosen backend's name (always one of the router's catalog).
+        parameters: the chosen parameter values (temperature, prompt_style, ...).
+        predicted_quality: the router's predicted score of this action for this query.
+        predicted_cost: the router's predicted USD cost of one call (0 if the log had no cost).
+        cost_weight: the lambda used (quality points per USD).
+        action_index: index of the action in the router's routing space.
+        alternatives: runner-up actions by predicted utility, best first, other backends first,
+            for fallback when the chosen backend fails.
+    """
+
+    backend: str
+    parameters: dict[str, Any]
+    predicted_quality: float
+    predicted_cost: float
+    cost_weight: float
+    action_index: int
+    alternatives: tuple[Alternative, ...] = ()
+
+    @property
+    def temperature(self) -> float | None:
+        t = self.parameters.get("temperature")
+        return None if t is None else float(t)
+
+    @property
+    def prompt_style(self) -> str:
+        return str(self.parameters.get("prompt_style", "default"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the integrations put this in response metadata)."""
+        d = asdict(self)
+        d["temperature"] = self.temperature
+        d["prompt_style"] = self.prompt_style
+        return d
+
+
+def fallback_order(decision: RoutingDecision) -> list[Alternative]:
+    """Candidates to try in order: the choice, then runner-ups on other backends first."""
+    first = Alternative(
+        decision.backend,
+        decision.parameters,
+        decision.predicted_quality,
+        decision.predicted_cost,
+        decision.action_index,
+    )
+    return [first, *decision.alternatives]

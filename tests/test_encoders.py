@@ -8,7 +8,6 @@ which keeps the suite fast.
 
 import hashlib
 import logging
-import string
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,9 +17,6 @@ from pytest_socket import disable_socket, enable_socket
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
-    BertConfig,
-    BertModel,
-    BertTokenizerFast,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
@@ -35,9 +31,9 @@ from haps_core.encoders import (
     resolve_device,
     text_hash,
 )
+from tests.tiny_models import WORDS, make_tiny_bert
 
 LOGGER_NAME = "haps_core.encoders"
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "router", "query", "model", "cheap"]
 
 
 @pytest.fixture(scope="module")
@@ -57,24 +53,7 @@ def default_encoder() -> Iterator[QueryEncoder]:
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, hidden-32 BERT with random weights and a local WordPiece vocab."""
-    path = tmp_path_factory.mktemp("tiny_bert")
-    letters = list(string.ascii_lowercase)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters]
-    vocab += [f"##{c}" for c in letters]  # so every lowercase word splits into known pieces
-    vocab_file = path / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(vocab_file), model_max_length=64).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
-    return path
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="module")

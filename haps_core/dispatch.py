@@ -1,0 +1,390 @@
+"""The framework-free call loop that both integrations (LangChain, LlamaIndex) share.
+
+A routing decision names an action (backend + parameters) and its runner-ups. Calling it well
+takes three things that do not depend on any framework, so they live here once:
+
+* prompt styles: the system-message text of the chosen ``prompt_style``
+  (`resolve_prompt_styles`, `system_message_for`);
+* error classification: a rate limit or a timeout is worth retrying on the same backend, a bad
+  request or a bad key is not (`is_transient`). The classification reads status codes and class
+  names, so this module imports no HTTP or provider library;
+* the loop: retry transient errors on the chosen action (tenacity, bounded, with jittered
+  exponential back-off), then fall back to the next candidate on a *different* backend, recording
+  every attempt (`call_with_fallback`, `acall_with_fallback`). When every candidate fails, one
+  `AllBackendsFailedError` lists them all.
+
+The integrations supply a ``call(candidate, attempt_number)`` function that does the
+framework-specific work (apply the parameters, call the model).
+"""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+from tenacity.wait import wait_base
+
+from haps_core.catalog import DEFAULT_PROMPT_STYLE, RoutingSpace
+from haps_core.decision import Alternative, RoutingDecision, fallback_order
+from haps_core.errors import AllBackendsFailedError, RoutingError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+__all__ = [
+    "Attempt",
+    "acall_with_fallback",
+    "call_with_fallback",
+    "candidates",
+    "default_wait",
+    "is_transient",
+    "resolve_prompt_styles",
+    "system_message_for",
+]
+
+
+# -- prompt styles ----------------------------------------------------------------------------
+def resolve_prompt_styles(
+    space: RoutingSpace | None, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The system-message text of every prompt style: the router's own, then ``overrides``.
+
+    Overrides may change a style's text or add styles the router does not know (harmless: the
+    router never chooses them). Texts must be strings; an empty text means "no system message".
+
+    Args:
+        space: the router's routing space (its ``prompt_styles``), or None for overrides only.
+        overrides: style name -> system-message text.
+
+    Returns:
+        style name -> text.
+    """
+    styles = dict(space.prompt_styles) if space is not None else {}
+    for name, text in (overrides or {}).items():
+        if not isinstance(name, str) or not name:
+            msg = f"`prompt_styles` keys must be non-empty strings, got {name!r}"
+            raise ValueError(msg)
+        if not isinstance(text, str):
+            msg = (
+                f"`prompt_styles[{name!r}]` must be a string (the system-message text), "
+                f"got {type(text).__name__}: {text!r}"
+            )
+            raise TypeError(msg)
+        styles[name] = text
+    return styles
+
+
+def system_message_for(style: str | None, styles: Mapping[str, str]) -> str | None:
+    """The system message to send for ``style``, or None when the style adds nothing.
+
+    ``None``, ``""`` and ``"default"`` add nothing (unless ``"default"`` was given a text).
+    Any other style must have a non-empty text: silently sending a routed "cot" call without its
+    instruction would make the router's choice meaningless, so that is an error.
+
+    Raises:
+        RoutingError: the style is unknown or has an empty text.
+    """
+    if not style:
+        return None
+    text = styles.get(style)
+    if style == DEFAULT_PROMPT_STYLE:
+        return text or None
+    if text is None:
+        msg = (
+            f"prompt style {style!r} has no system-message text; known styles: {sorted(styles)}. "
+            f"Pass prompt_styles={{{style!r}: '...'}} to define it."
+        )
+        raise RoutingError(msg)
+    if not text.strip():
+        msg = (
+            f"prompt style {style!r} has an empty system-message text, so choosing it would "
+            f"change nothing. Pass prompt_styles={{{style!r}: '...'}} to define it."
+        )
+        raise RoutingError(msg)
+    return text
+
+
+def styles_without_text(space: RoutingSpace, styles: Mapping[str, str]) -> list[str]:
+    """Prompt styles that actions of ``space`` use but that have no text (for early checks)."""
+    missing = set()
+    for action in space.actions:
+        style = action.prompt_style
+        if style != DEFAULT_PROMPT_STYLE and not (styles.get(style) or "").strip():
+            missing.add(style)
+    return sorted(missing)
+
+
+# -- error classification ---------------------------------------------------------------------
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+_TRANSIENT_NAME_PARTS = (
+    "RateLimit",
+    "Timeout",
+    "TimedOut",
+    "Connection",
+    "ConnectError",
+    "NetworkError",
+    "ServiceUnavailable",
+    "InternalServerError",
+    "Overloaded",
+    "TooManyRequests",
+)
+_PERMANENT_NAME_PARTS = (
+    "Authentication",
+    "PermissionDenied",
+    "BadRequest",
+    "NotFound",
+    "UnprocessableEntity",
+    "InvalidRequest",
+)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status carried by an exception (``status_code``, ``status``, ``response``)."""
+    for value in (
+        getattr(exc, "status_code", None),
+        getattr(exc, "status", None),
+        getattr(getattr(exc, "response", None), "status_code", None),
+    ):
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same call later may succeed.
+
+    Transient: HTTP 408/409/425/429 and every 5xx; ``TimeoutError`` (``asyncio.TimeoutError`` is
+    the same class) and ``ConnectionError``; and, by class name anywhere in the MRO, rate limits,
+    timeouts and connection failures of client libraries (``openai.RateLimitError``,
+    ``openai.APITimeoutError``, ``openai.APIConnectionError``, ``httpx.TimeoutException``,
+    ``httpx.ConnectError``...). Permanent: other 4xx statuses (400, 401, 403, 404, 422...), and
+    anything unrecognised, so an unknown bug falls back at once instead of being hammered.
+    """
+    if not isinstance(exc, Exception):
+        return False  # KeyboardInterrupt, CancelledError, GeneratorExit: never retry
+    status = _status_code(exc)
+    if status is not None:
+        return status >= 500 or status in _TRANSIENT_STATUS
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    if any(part in name for name in names for part in _PERMANENT_NAME_PARTS):
+        return False
+    return any(part in name for name in names for part in _TRANSIENT_NAME_PARTS)
+
+
+# -- attempts and the fallback loop -----------------------------------------------------------
+@dataclass(frozen=True)
+class Attempt:
+    """One call of one candidate action.
+
+    Attributes:
+        backend: the backend called.
+        parameters: the parameters of the candidate (temperature, prompt_style, ...).
+        attempt_number: 1 for the first call of this candidate, 2 for its first retry, ...
+        error: ``"ErrorClass: message"`` when the call failed, None when it succeeded.
+        transient: whether the error was classified as transient (retried if attempts remain).
+        seconds: wall time of this call alone (back-off waits excluded).
+    """
+
+    backend: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    attempt_number: int = 1
+    error: str | None = None
+    transient: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(self.parameters.items()))
+        outcome = "ok" if self.ok else f"{self.error} [{'transient' if self.transient else 'permanent'}]"
+        return f"{self.backend} ({params}) attempt {self.attempt_number}: {outcome} ({self.seconds:.3f} s)"
+
+
+def default_wait() -> wait_base:
+    """Jittered exponential back-off between retries: 0.05 s, 0.1 s, 0.2 s ... at most 2 s.
+
+    Each wait gets up to 0.05 s of random jitter, so concurrent calls that hit the same rate
+    limit do not retry in lockstep. (This is ``wait_exponential_jitter(initial=0.05, max=2)``
+    with a jitter scaled to the first wait; spelled with `wait_exponential` + `wait_random`
+    because ``initial`` is deprecated in tenacity 9 and ``multiplier`` is missing in 8.x.)
+    """
+    return wait_exponential(multiplier=0.05, max=2) + wait_random(0, 0.05)
+
+
+def candidates(decision: RoutingDecision, max_backends: int | None = None) -> list[Alternative]:
+    """The actions to try, in order: the choice, then the best runner-up of each other backend.
+
+    A backend that failed is not tried again with other parameters: its failure is about the
+    backend (down, rate-limited, bad key), not about the temperature.
+    """
+    if max_backends is not None and (isinstance(max_backends, bool) or max_backends < 1):
+        msg = f"`max_backends` must be None or an int >= 1, got {max_backends!r}"
+        raise ValueError(msg)
+    seen: set[str] = set()
+    out: list[Alternative] = []
+    for cand in fallback_order(decision):
+        if cand.backend in seen:
+            continue
+        seen.add(cand.backend)
+        out.append(cand)
+        if max_backends is not None and len(out) >= max_backends:
+            break
+    return out
+
+
+def _check_attempts(max_attempts_per_backend: int) -> None:
+    if (
+        isinstance(max_attempts_per_backend, bool)
+        or not isinstance(max_attempts_per_backend, int)
+        or max_attempts_per_backend < 1
+    ):
+        msg = f"`max_attempts_per_backend` must be an int >= 1, got {max_attempts_per_backend!r}"
+        raise ValueError(msg)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _failed(
+    cand: Alternative, number: int, exc: Exception, start: float, classify: Callable[[BaseException], bool]
+) -> Attempt:
+    attempt = Attempt(
+        cand.backend,
+        dict(cand.parameters),
+        number,
+        _error_text(exc),
+        classify(exc),
+        time.perf_counter() - start,
+    )
+    logger.warning("HAPS call failed: %s", attempt.describe())
+    return attempt
+
+
+def call_with_fallback(
+    decision: RoutingDecision,
+    call: Callable[[Alternative, int], T],
+    *,
+    max_attempts_per_backend: int = 3,
+    max_backends: int | None = None,
+    wait: wait_base | Callable[[RetryCallState], float] | None = None,
+    classify: Callable[[BaseException], bool] = is_transient,
+) -> tuple[T, list[Attempt]]:
+    """Calls the decision's action, retrying transient errors, then falling back.
+
+    Args:
+        decision: the routing decision (the choice and its runner-ups).
+        call: ``call(candidate, attempt_number) -> result``; does the framework work.
+        max_attempts_per_backend: calls of one candidate before moving on (1 = no retry).
+        max_backends: how many distinct backends to try at most (None: all in the decision).
+        wait: tenacity wait strategy between retries (default `default_wait`); tests pass
+            ``tenacity.wait_none()``.
+        classify: ``exc -> bool``, True when worth retrying (default `is_transient`).
+
+    Returns:
+        ``(result, attempts)``: the first successful result and every attempt made, the
+        successful one last.
+
+    Raises:
+        AllBackendsFailedError: every candidate failed; ``.attempts`` lists every attempt.
+    """
+    _check_attempts(max_attempts_per_backend)
+    attempts: list[Attempt] = []
+    last: Exception | None = None
+    for cand in candidates(decision, max_backends):
+        retrying = Retrying(
+            stop=stop_after_attempt(max_attempts_per_backend),
+            wait=wait if wait is not None else default_wait(),
+            retry=retry_if_exception(classify),
+            reraise=True,
+        )
+        try:
+            for state in retrying:
+                with state:
+                    number = state.retry_state.attempt_number
+                    start = time.perf_counter()
+                    try:
+                        result = call(cand, number)
+                    except Exception as exc:
+                        attempts.append(_failed(cand, number, exc, start, classify))
+                        raise
+                    attempts.append(
+                        Attempt(
+                            cand.backend,
+                            dict(cand.parameters),
+                            number,
+                            None,
+                            False,
+                            time.perf_counter() - start,
+                        )
+                    )
+            return result, attempts
+        except Exception as exc:
+            last = exc
+            continue
+    raise AllBackendsFailedError(attempts) from last
+
+
+async def acall_with_fallback(
+    decision: RoutingDecision,
+    call: Callable[[Alternative, int], Awaitable[T]],
+    *,
+    max_attempts_per_backend: int = 3,
+    max_backends: int | None = None,
+    wait: wait_base | Callable[[RetryCallState], float] | None = None,
+    classify: Callable[[BaseException], bool] = is_transient,
+) -> tuple[T, list[Attempt]]:
+    """The async twin of `call_with_fallback`: ``call`` is awaited, back-off waits are async."""
+    _check_attempts(max_attempts_per_backend)
+    attempts: list[Attempt] = []
+    last: Exception | None = None
+    for cand in candidates(decision, max_backends):
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max_attempts_per_backend),
+            wait=wait if wait is not None else default_wait(),
+            retry=retry_if_exception(classify),
+            reraise=True,
+        )
+        try:
+            async for state in retrying:
+                with state:
+                    number = state.retry_state.attempt_number
+                    start = time.perf_counter()
+                    try:
+                        result = await call(cand, number)
+                    except Exception as exc:
+                        attempts.append(_failed(cand, number, exc, start, classify))
+                        raise
+                    attempts.append(
+                        Attempt(
+                            cand.backend,
+                            dict(cand.parameters),
+                            number,
+                            None,
+                            False,
+                            time.perf_counter() - start,
+                        )
+                    )
+            return result, attempts
+        except Exception as exc:
+            last = exc
+            continue
+    raise AllBackendsFailedError(attempts) from last

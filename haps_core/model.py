@@ -1,0 +1,483 @@
+"""HAPSRouter: query encoder -> shared trunk -> high-level head + parameter generation network.
+
+The two levels of the HAPS paper (arXiv 2601.05903):
+
+1. High-level head: from the trunk state, per backend a base quality logit and a base log-cost.
+2. Parameter generation network (PGN): a hypernetwork that, from the trunk state and a learned
+   backend embedding (plus the backend's prices), *generates the weights* of a small low-level
+   head. That head scores each of the backend's configurations from the configuration's
+   features (temperature value, prompt-style text embedding, other declared parameters) as a
+   correction to the backend's base quality and cost. Because configurations are described by
+   their values and the head is generated from a shared network, a temperature or prompt style
+   a backend never saw in training still gets a sensible score, and what one backend learns
+   about settings transfers to the others.
+
+Decision: predicted utility U(b, c) = quality(b, c) - lambda * cost(b, c). The hierarchical
+policy factorises as pi(b) * pi(c | b) with pi(b) proportional to sum_c exp(U(b, c) / tau): a
+backend's high-level score is the soft maximum of its configurations, so the two levels always
+agree, and the call-time choice (best backend by its best configuration, then that
+configuration) is the argmax of U.
+
+Ablations built by the same class (``architecture``): ``"flat"`` (one head over all actions, no
+hierarchy, no PGN) and ``"no_pgn"`` (hierarchical, independent low-level heads per backend).
+"""
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from haps_core.catalog import RoutingSpace
+from haps_core.decision import (
+    Alternative,
+    RoutingDecision,
+    check_cost_weight,
+    choose,
+    cost_weight_grid,
+)
+from haps_core.features import STRUCTURAL_FEATURES, action_value_features, structural_features
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = ("haps", "flat", "no_pgn")
+
+
+@dataclass
+class RouterConfig:
+    """Hyper-parameters of a router's network (saved in checkpoints' config.json).
+
+    Args:
+        embed_dim: size of the query embedding from the encoder.
+        use_structural: append the structural text features to the embedding.
+        hidden: trunk width.
+        backend_dim: learned backend embedding size (input of the PGN).
+        style_dim: projection size of the prompt-style text embedding.
+        pgn_hidden: width of the generated low-level head.
+        dropout: dropout in the trunk (training only).
+        architecture: "haps", or an ablation: "flat" or "no_pgn".
+        tau: temperature of the policy softmax over utilities (quality units).
+        members: ensemble size; members differ in seed and early-stopping split, and their
+            predictions are averaged (variance, not bias, dominates with few queries per action).
+    """
+
+    embed_dim: int = 384
+    use_structural: bool = True
+    hidden: int = 256
+    backend_dim: int = 16
+    style_dim: int = 16
+    pgn_hidden: int = 16
+    dropout: float = 0.2
+    input_dropout: float = 0.1
+    architecture: str = "haps"
+    tau: float = 0.05
+    members: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            msg = f"`architecture` must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            raise ValueError(msg)
+        for name in ("embed_dim", "hidden", "backend_dim", "style_dim", "pgn_hidden", "members"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                msg = f"`{name}` must be a positive integer, got {value!r}"
+                raise ValueError(msg)
+        if not 0.0 <= self.dropout < 1.0:
+            msg = f"`dropout` must be in [0, 1), got {self.dropout!r}"
+            raise ValueError(msg)
+        if not self.tau > 0:
+            msg = f"`tau` must be > 0, got {self.tau!r}"
+            raise ValueError(msg)
+
+    @property
+    def input_dim(self) -> int:
+        return self.embed_dim + (len(STRUCTURAL_FEATURES) if self.use_structural else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RouterConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning("ignoring unknown router config keys %s (saved by a newer HAPS?)", unknown)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class RouterNet(nn.Module):
+    """One member of the router ensemble: trunk, high-level head, PGN and low-level head.
+
+    Shared, non-learned tensors (action features, style embeddings, prices) live on the parent
+    `HAPSRouter` and are passed in, so members hold only their own weights.
+    """
+
+    def __init__(self, parent: "HAPSRouter", seed_offset: int = 0) -> None:
+        super().__init__()
+        config, space = parent.config, parent.space
+        n_actions, n_backends = len(space), len(space.backends)
+        h = config.hidden
+        self.arch = config.architecture
+        self.trunk = nn.Sequential(
+            nn.Dropout(config.input_dropout),
+            nn.Linear(config.input_dim, h),
+            nn.GELU(),
+            nn.LayerNorm(h),
+            nn.Dropout(config.dropout),
+        )
+        # A direct linear path from the query features to every action's quality and log-cost
+        # (what a per-action logistic regression sees), so the deep heads only have to learn
+        # what it misses; with few queries per action that keeps the router from doing worse
+        # than the simple model. Zero-initialised.
+        self.skip = nn.Linear(config.input_dim, 2 * n_actions)
+        nn.init.zeros_(self.skip.weight)
+        nn.init.zeros_(self.skip.bias)
+        if self.arch == "flat":
+            self.flat_head = nn.Linear(h, 2 * n_actions)
+            return
+        self.high_head = nn.Linear(h, 2 * n_backends)
+        if self.arch == "no_pgn":
+            self.low_heads = nn.ModuleList(
+                nn.Linear(h, 2 * len(space.actions_of(b))) for b in space.backend_names
+            )
+            for head in self.low_heads:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
+            return
+        self.backend_embedding = nn.Embedding(n_backends, config.backend_dim)
+        self.style_proj = nn.Linear(config.embed_dim, config.style_dim)
+        m = parent.action_values.shape[1] + config.style_dim
+        k = config.pgn_hidden
+        self._pgn_shapes = (m, k)
+        self.pgn = nn.Sequential(
+            nn.Linear(h + config.backend_dim + 2, h),
+            nn.GELU(),
+            nn.Linear(h, m * k + k + 2 * k),
+        )
+        # The generated low-level head = a shared base head + the PGN's query- and
+        # backend-specific modulation. The base keeps gradients flowing from the first step
+        # (a purely generated head initialised near zero learns very slowly: both of its
+        # layers start tiny), and the modulation starts small.
+        self.low_base = nn.Parameter(torch.randn(m * k + k + 2 * k) / math.sqrt(m))
+        nn.init.normal_(self.pgn[-1].weight, std=0.02 / math.sqrt(h))
+        nn.init.zeros_(self.pgn[-1].bias)
+
+    def forward(self, x: torch.Tensor, parent: "HAPSRouter") -> tuple[torch.Tensor, torch.Tensor]:
+        """(quality logits, log-costs), each [B, A], from normalised features x."""
+        n_actions = parent.action_values.shape[0]
+        z = self.trunk(x)
+        skip = self.skip(x)
+        base_q, base_c = skip[:, :n_actions], skip[:, n_actions:]
+        if self.arch == "flat":
+            out = self.flat_head(z)
+            return base_q + out[:, :n_actions], base_c + out[:, n_actions:]
+        n_backends = parent.backend_prices.shape[0]
+        high = self.high_head(z)
+        q = base_q + high[:, :n_backends][:, parent.backend_of]
+        c = base_c + high[:, n_backends:][:, parent.backend_of]
+        deltas_q, deltas_c, idxs = [], [], []
+        if self.arch == "no_pgn":
+            for b, head in enumerate(self.low_heads):
+                idx = parent.actions_of_backend(b)
+                delta = head(z)
+                deltas_q.append(delta[:, : len(idx)])
+                deltas_c.append(delta[:, len(idx) :])
+                idxs += idx
+        else:
+            m, k = self._pgn_shapes
+            style_feats = self.style_proj(parent.style_embeddings)[parent.style_of]  # [A, style]
+            phi = torch.cat([parent.action_values, style_feats], dim=1)  # [A, m]
+            bsz = z.shape[0]
+            for b in range(n_backends):
+                idx = parent.actions_of_backend(b)
+                emb = self.backend_embedding.weight[b].expand(bsz, -1)
+                price = parent.backend_prices[b].expand(bsz, -1)
+                gen = self.low_base + self.pgn(torch.cat([z, emb, price], dim=1))
+                w1 = gen[:, : m * k].view(bsz, m, k)
+                b1 = gen[:, m * k : m * k + k]
+                w2 = gen[:, m * k + k :].view(bsz, k, 2)
+                hidden = torch.nn.functional.gelu(torch.einsum("cm,bmk->bck", phi[idx], w1) + b1[:, None])
+                delta = torch.einsum("bck,bko->bco", hidden, w2)  # [B, C_b, 2]
+                deltas_q.append(delta[..., 0])
+                deltas_c.append(delta[..., 1])
+                idxs += idx
+        order = torch.argsort(torch.tensor(idxs, device=x.device))
+        return q + torch.cat(deltas_q, 1)[:, order], c + torch.cat(deltas_c, 1)[:, order]
+
+
+class HAPSRouter(nn.Module):
+    """The HAPS router network and its routing API.
+
+    Construct with `HAPSRouter.build(space, config, style_embeddings)` (training does this) or
+    load with `HAPSRouter.from_pretrained(...)`. The query encoder is attached with
+    `attach_encoder`; it is referenced by id in checkpoints, not copied, unless fine-tuned.
+    """
+
+    def __init__(
+        self,
+        space: RoutingSpace,
+        config: RouterConfig,
+        style_embeddings: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.space = space
+        self.config = config
+        self.encoder: Any = None  # a haps_core.encoders.QueryEncoder, not a submodule
+        self.encoder_info: dict[str, Any] = {}
+        self.has_cost = True
+        self.default_cost_weight = 0.0
+        self.training_summary: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] = {}
+        backend_of = torch.tensor(space.backend_index(), dtype=torch.long)
+        styles = sorted({a.prompt_style for a in space.actions})
+        style_of = torch.tensor([styles.index(a.prompt_style) for a in space.actions])
+        self.styles = styles
+        self.register_buffer("backend_of", backend_of, persistent=False)
+        self.register_buffer("style_of", style_of, persistent=False)
+        self.register_buffer("feature_mean", torch.zeros(config.input_dim))
+        self.register_buffer("feature_std", torch.ones(config.input_dim))
+        self.register_buffer("action_values", torch.as_tensor(action_value_features(space)))
+        if style_embeddings is None:
+            style_embeddings = torch.zeros(len(styles), config.embed_dim)
+        self.register_buffer("style_embeddings", style_embeddings.float().clone())
+        prices = [[math.log1p(b.input_price), math.log1p(b.output_price)] for b in space.backends]
+        self.register_buffer("backend_prices", torch.tensor(prices, dtype=torch.float32))
+        # Calibration reference: features of unlabelled queries seen in training, used to turn a
+        # budget (USD per query) into a cost weight when routing a single query.
+        self.register_buffer("reference_features", torch.zeros(0, config.input_dim))
+
+        self.members = nn.ModuleList(RouterNet(self, seed_offset=i) for i in range(config.members))
+
+    # -- network ---------------------------------------------------------------------------
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.feature_mean) / self.feature_std
+
+    def forward(self, features: torch.Tensor, member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality logits and log-costs of every action: ([B, A], [B, A]).
+
+        With ``member=None`` the ensemble's average (of probabilities, as a logit, and of
+        log-costs); otherwise one member's own output (training trains members one by one).
+        """
+        x = self.normalise(features)
+        if member is not None:
+            return self.members[member](x, self)
+        outs = [net(x, self) for net in self.members]
+        if len(outs) == 1:
+            return outs[0]
+        prob = torch.stack([torch.sigmoid(q) for q, _ in outs]).mean(0).clamp(1e-6, 1 - 1e-6)
+        log_c = torch.stack([c for _, c in outs]).mean(0)
+        return torch.log(prob) - torch.log1p(-prob), log_c
+
+    def actions_of_backend(self, b: int) -> list[int]:
+        cache = self.__dict__.setdefault("_actions_cache", {})
+        if b not in cache:
+            cache[b] = torch.nonzero(self.backend_of == b).flatten().tolist()
+        return cache[b]
+
+    # -- prediction and routing ------------------------------------------------------------
+    def attach_encoder(self, encoder: Any) -> "HAPSRouter":
+        """Sets the query encoder (a `haps_core.encoders.QueryEncoder`)."""
+        if encoder.dim != self.config.embed_dim:
+            msg = (
+                f"encoder {encoder.encoder_id!r} gives {encoder.dim}-dim embeddings but the router "
+                f"expects `embed_dim`={self.config.embed_dim}"
+            )
+            raise ValueError(msg)
+        self.encoder = encoder
+        return self
+
+    def featurize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Router input features of the query texts: embedding (+ structural features)."""
+        if self.encoder is None:
+            msg = (
+                "this router has no encoder attached: call attach_encoder() or load it with from_pretrained()"
+            )
+            raise RuntimeError(msg)
+        emb = self.encoder.encode(list(texts)).float()
+        if self.config.use_structural:
+            emb = torch.cat([emb, torch.as_tensor(structural_features(texts))], dim=1)
+        return emb
+
+    @torch.no_grad()
+    def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality in [0, 1] and cost in USD of every action: ([n, A], [n, A])."""
+        was_training = self.training
+        self.eval()
+        device = self.feature_mean.device
+        x = torch.as_tensor(features, dtype=torch.float32, device=device)
+        q, c = self(x)
+        if was_training:
+            self.train()
+        quality = torch.sigmoid(q).float().cpu().numpy()
+        cost = torch.exp(c).float().cpu().numpy() if self.has_cost else np.zeros_like(quality)
+        return quality, cost
+
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality and cost of every action for each text."""
+        return self.predict_features(self.featurize(texts))
+
+    def calibrate_cost_weight(
+        self, max_cost_per_query: float, features: torch.Tensor | np.ndarray | None = None
+    ) -> float:
+        """The smallest cost weight whose mean predicted cost over reference queries fits a budget.
+
+        Args:
+            max_cost_per_query: budget in USD per query (mean over the reference queries).
+            features: reference queries' features (unlabelled traffic); default: the sample of
+                training queries stored in the router.
+        """
+        budget = float(max_cost_per_query)
+        if not math.isfinite(budget) or budget <= 0:
+            msg = f"`max_cost_per_query` must be a positive number of USD, got {max_cost_per_query!r}"
+            raise ValueError(msg)
+        if not self.has_cost:
+            msg = "this router was trained on logs without cost: a budget cannot be applied"
+            raise ValueError(msg)
+        ref = self.reference_features if features is None else features
+        if len(ref) == 0:
+            msg = "no reference queries to calibrate the budget on: pass `features`"
+            raise ValueError(msg)
+        quality, cost = self.predict_features(ref)
+        cheapest = float(cost.min(axis=1).mean())
+        if budget < cheapest:
+            msg = (
+                f"`max_cost_per_query`={budget:.6g} USD is below the cheapest action's mean "
+                f"predicted cost ({cheapest:.6g} USD per query); allowed: >= {cheapest:.6g}"
+            )
+            raise ValueError(msg)
+        weights = cost_weight_grid(cost.mean(axis=0), n=200)
+        for w in weights:
+            chosen = choose(quality, cost, float(w))
+            if cost[np.arange(len(cost)), chosen].mean() <= budget:
+                return float(w)
+        return float(weights[-1])
+
+    def decide(
+        self,
+        quality: np.ndarray,
+        cost: np.ndarray,
+        cost_weight: float,
+        n_alternatives: int = 3,
+    ) -> list[RoutingDecision]:
+        """Decisions (with runner-ups on other backends first) from predictions."""
+        cost_weight = check_cost_weight(cost_weight)
+        chosen = choose(quality, cost, cost_weight)
+        utility = quality - cost_weight * cost
+        decisions = []
+        for i, a in enumerate(chosen):
+            order = np.argsort(-utility[i], kind="stable")
+            action = self.space.actions[a]
+            seen = {action.backend}
+            firsts, rest = [], []
+            for j in order:
+                if j == a:
+                    continue
+                alt = self.space.actions[j]
+                target = firsts if alt.backend not in seen else rest
+                target.append(
+                    Alternative(alt.backend, alt.parameters, float(quality[i, j]), float(cost[i, j]), int(j))
+                )
+                seen.add(alt.backend)
+            alts = tuple((firsts + rest)[:n_alternatives])
+            decisions.append(
+                RoutingDecision(
+                    backend=action.backend,
+                    parameters=action.parameters,
+                    predicted_quality=float(quality[i, a]),
+                    predicted_cost=float(cost[i, a]),
+                    cost_weight=cost_weight,
+                    action_index=int(a),
+                    alternatives=alts,
+                )
+            )
+        return decisions
+
+    def route(
+        self,
+        texts: Sequence[str] | str,
+        cost_weight: float | None = None,
+        max_cost_per_query: float | None = None,
+        n_alternatives: int = 3,
+    ) -> list[RoutingDecision]:
+        """Routes queries: one encoder + router forward pass for the whole list.
+
+        Args:
+            texts: the query texts (what the user sends; nothing else is used).
+            cost_weight: lambda >= 0 (quality points per USD); default `default_cost_weight`.
+            max_cost_per_query: alternatively, a budget in USD per query, calibrated to a cost
+                weight on these queries (several) or on the stored reference queries (one).
+            n_alternatives: runner-up actions kept per decision for fallback.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                msg = f"`texts[{i}]` must be a string, got {type(t).__name__}"
+                raise TypeError(msg)
+            if not t.strip():
+                msg = f"`texts[{i}]` is empty or whitespace: there is nothing to route on"
+                raise ValueError(msg)
+        if cost_weight is not None and max_cost_per_query is not None:
+            msg = "give either `cost_weight` or `max_cost_per_query`, not both"
+            raise ValueError(msg)
+        features = self.featurize(texts)
+        quality, cost = self.predict_features(features)
+        if max_cost_per_query is not None:
+            ref = features if len(texts) > 1 else None
+            cost_weight = self.calibrate_cost_weight(max_cost_per_query, ref)
+        elif cost_weight is None:
+            cost_weight = self.default_cost_weight
+        return self.decide(quality, cost, cost_weight, n_alternatives)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- checkpoints (see haps_core.hub) ---------------------------------------------------
+    def save_pretrained(self, directory: str | Any) -> Any:
+        """Writes config.json, model.safetensors and a model card README.md (atomically)."""
+        from haps_core.hub import save_router
+
+        return save_router(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Any = "haps-default",
+        revision: str | None = None,
+        cache_dir: str | Any | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: str = "cpu",
+    ) -> "HAPSRouter":
+        """Loads a router: ``"haps-default"`` (shipped), a local folder, or a Hub repo id.
+
+        Args:
+            name_or_path: "haps-default", a checkpoint folder, or "org/name" on the Hub.
+            revision: Hub branch, tag or commit (pin a commit for reproducibility).
+            cache_dir: Hugging Face cache folder.
+            token: Hub token for private repos.
+            local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
+            device: where the encoder runs ("cpu", "cuda", "auto").
+        """
+        from haps_core.hub import from_pretrained
+
+        return from_pretrained(name_or_path, revision, cache_dir, token, local_files_only, device)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        private: bool | None = None,
+        commit_message: str = "Upload HAPS router",
+        token: str | None = None,
+    ) -> str:
+        """Uploads the checkpoint to a Hub model repo (created if needed); returns the commit URL."""
+        from haps_core.hub import push_router
+
+        return push_router(self, repo_id, revision, private, commit_message, token)

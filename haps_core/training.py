@@ -1,0 +1,479 @@
+"""The reward-augmented trainer of HAPS routers.
+
+Objective per batch of queries (ARCHITECTURE section 1, item 4):
+
+- supervised: binary cross-entropy of the predicted quality against every observed score
+  (soft targets in [0, 1]) and squared error of the predicted log-cost against every observed
+  cost, both masked where a (query, action) cell is unobserved;
+- policy: a cost weight lambda is sampled per batch (log-uniform over the range that matters for
+  the catalog's costs, sometimes 0), rewards are ``score - lambda * cost``, and the policy
+  pi = softmax(U / tau) over the hierarchical choice is trained to maximise the expected reward:
+  exactly (a sum over actions) when a query's outcome row is fully observed, and with REINFORCE
+  with a baseline (samples from the policy restricted to the observed actions, baseline = the
+  policy's expected reward over them) when only some are;
+- regularisers: an entropy bonus on the policy (keeps it from collapsing onto one backend early)
+  and AdamW weight decay.
+
+Early stopping watches the decision quality on a held-out part of the training queries: the
+realised reward of the router's choice among each query's observed actions, averaged over a grid
+of cost weights. Training is seeded and deterministic on CPU; on CUDA it uses bf16 autocast.
+"""
+
+import copy
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from haps_core.decision import cost_weight_grid
+from haps_core.encoders import resolve_device
+from haps_core.logs import OutcomeTable, split_queries
+from haps_core.model import HAPSRouter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of one training run.
+
+    Args:
+        epochs: maximum number of passes over the training queries.
+        batch_size: queries per step.
+        lr: AdamW learning rate of the router heads.
+        weight_decay: AdamW weight decay.
+        policy_weight: weight of the policy (reward) term; 0 trains the supervised heads only.
+        cost_loss_weight: weight of the log-cost regression term.
+        entropy_weight: entropy bonus of the policy.
+        zero_lambda_prob: share of batches trained at cost weight 0 (quality only).
+        reinforce_samples: policy samples per partially observed query.
+        patience: epochs without improvement on the early-stopping split before stopping.
+        early_stopping_fraction: share of training queries held out for early stopping.
+        seed: seeds torch, the shuffling and the split.
+        device: "auto", "cpu" or "cuda".
+        progress: show a progress bar on stderr (when it is a terminal).
+        stop_on: early-stopping criterion on the held-out queries: "loss" (the supervised loss:
+            smooth, the default) or "regret" (the decision regret over cost weights: noisier).
+    """
+
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    policy_weight: float = 0.5
+    cost_loss_weight: float = 0.5
+    entropy_weight: float = 0.01
+    zero_lambda_prob: float = 0.2
+    reinforce_samples: int = 4
+    patience: int = 8
+    early_stopping_fraction: float = 0.15
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    stop_on: str = "loss"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "reinforce_samples", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                msg = f"`{name}` must be a positive integer, got {value!r}"
+                raise ValueError(msg)
+        for name in ("lr", "weight_decay", "policy_weight", "cost_loss_weight", "entropy_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                msg = f"`{name}` must be a finite number >= 0, got {value!r}"
+                raise ValueError(msg)
+        if not 0 <= self.zero_lambda_prob <= 1:
+            msg = f"`zero_lambda_prob` must be in [0, 1], got {self.zero_lambda_prob!r}"
+            raise ValueError(msg)
+        if self.stop_on not in ("loss", "regret"):
+            msg = f"`stop_on` must be 'loss' or 'regret', got {self.stop_on!r}"
+            raise ValueError(msg)
+        if not 0 < self.early_stopping_fraction < 1:
+            msg = f"`early_stopping_fraction` must be in (0, 1), got {self.early_stopping_fraction!r}"
+            raise ValueError(msg)
+
+
+@dataclass
+class TrainingResult:
+    """What a run did: epochs, best early-stopping score, time, the loss history."""
+
+    epochs_run: int
+    best_epoch: int
+    best_dev_regret: float
+    seconds: float
+    device: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _batch_tensors(
+    table: OutcomeTable, query_idx: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    score, cost, mask = table.dense(query_idx)
+    to = lambda a, dt=torch.float32: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+    return to(score), to(cost), to(mask, torch.bool)
+
+
+def policy_loss(
+    utility: torch.Tensor,
+    reward: torch.Tensor,
+    mask: torch.Tensor,
+    tau: float,
+    samples: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Negative expected reward of pi = softmax(utility / tau), and the policy entropy.
+
+    Rows whose every action is observed use the exact expectation; other rows use REINFORCE
+    with a baseline over the observed actions (the policy renormalised to them).
+    """
+    logits = utility / tau
+    full = mask.all(dim=1)
+    losses = []
+    entropy = torch.zeros((), device=utility.device)
+    if full.any():
+        p = torch.softmax(logits[full], dim=1)
+        losses.append(-(p * reward[full]).sum(1))
+        entropy = entropy + (-(p * torch.log_softmax(logits[full], 1)).sum(1)).sum()
+    part = ~full & mask.any(dim=1)
+    if part.any():
+        lg = logits[part].masked_fill(~mask[part], float("-inf"))
+        logp = torch.log_softmax(lg, dim=1)
+        p = logp.exp()
+        r = reward[part].masked_fill(~mask[part], 0.0)
+        baseline = (p * r).sum(1, keepdim=True).detach()
+        draws = torch.multinomial(p.detach().float(), samples, replacement=True, generator=generator)
+        adv = (r.gather(1, draws) - baseline).detach()
+        losses.append(-(adv * logp.gather(1, draws)).mean(1))
+        ent = -(p * logp.masked_fill(~mask[part], 0.0)).sum(1)
+        entropy = entropy + ent.sum()
+    n = int(full.sum() + part.sum())
+    if not losses:
+        zero = utility.sum() * 0.0
+        return zero, zero
+    return torch.cat(losses).mean(), entropy / max(n, 1)
+
+
+def _member_predict(router: HAPSRouter, features: torch.Tensor, member: int | None):
+    q_logit, log_c = router(features, member=member)
+    quality = torch.sigmoid(q_logit.float()).cpu().numpy()
+    cost = torch.exp(log_c.float()).cpu().numpy() if router.has_cost else np.zeros_like(quality)
+    return quality, cost
+
+
+@torch.no_grad()
+def dev_regret(
+    router: HAPSRouter,
+    features: torch.Tensor,
+    table: OutcomeTable,
+    query_idx: np.ndarray,
+    weights: np.ndarray,
+    member: int | None = None,
+) -> float:
+    """Mean regret of the router's choice among each query's observed actions, over cost weights.
+
+    Regret = best realised reward among the observed actions minus the realised reward of the
+    action the router prefers among them (0 is perfect).
+    """
+    was_training = router.training
+    router.eval()
+    score, cost, mask = table.dense(query_idx)
+    quality, pred_cost = _member_predict(router, features[query_idx], member)
+    if was_training:
+        router.train()
+    total = 0.0
+    rows = np.arange(len(query_idx))
+    for w in weights:
+        pick = np.where(mask, quality - w * pred_cost, -np.inf).argmax(1)
+        realised = score[rows, pick] - w * cost[rows, pick]
+        best = np.where(mask, score - w * cost, -np.inf).max(1)
+        total += float((best - realised).mean())
+    return total / len(weights)
+
+
+def _supervised_loss(
+    q_logit: torch.Tensor,
+    log_c: torch.Tensor,
+    score: torch.Tensor,
+    cost: torch.Tensor,
+    mask: torch.Tensor,
+    has_cost: bool,
+    cost_loss_weight: float,
+) -> torch.Tensor:
+    """Masked BCE on observed scores + weighted squared error of log-cost on observed costs."""
+    m = mask.float()
+    denom = m.sum().clamp_min(1.0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(q_logit, score, reduction="none")
+    loss = (bce * m).sum() / denom
+    if has_cost:
+        err = (log_c - torch.log(cost.clamp_min(1e-9))) ** 2
+        loss = loss + cost_loss_weight * (err * m).sum() / denom
+    return loss
+
+
+@torch.no_grad()
+def dev_loss(
+    router: HAPSRouter,
+    features: torch.Tensor,
+    table: OutcomeTable,
+    query_idx: np.ndarray,
+    cost_loss_weight: float,
+    member: int | None = None,
+) -> float:
+    """Supervised loss on held-out queries."""
+    was_training = router.training
+    router.eval()
+    score, cost, mask = _batch_tensors(table, query_idx, router.feature_mean.device)
+    q_logit, log_c = router(features[query_idx], member=member)
+    if was_training:
+        router.train()
+    loss = _supervised_loss(
+        q_logit.float(), log_c.float(), score, cost, mask, table.has_cost, cost_loss_weight
+    )
+    return float(loss)
+
+
+def fit_normalisation(router: HAPSRouter, features: torch.Tensor) -> None:
+    """Sets the router's input standardisation from training features.
+
+    Embeddings are already on a common scale (unit norm), so only the extra (structural)
+    features are standardised and the embedding geometry is kept.
+    """
+    mean = features.mean(0)
+    std = features.std(0).clamp_min(1e-4) if len(features) > 1 else torch.ones_like(mean)
+    d = router.config.embed_dim
+    mean[:d] = 0.0
+    std[:d] = 1.0
+    router.feature_mean.copy_(mean)
+    router.feature_std.copy_(std)
+
+
+def _cost_weight_range(table: OutcomeTable) -> np.ndarray:
+    """The cost weights the policy term samples from (and early stopping averages over)."""
+    if not table.has_cost:
+        return np.zeros(1)
+    counts = np.bincount(table.cell_action, minlength=len(table.space))
+    sums = np.bincount(table.cell_action, weights=table.cost, minlength=len(table.space))
+    return cost_weight_grid(sums / np.maximum(counts, 1), n=12)
+
+
+def _train_member(
+    router: HAPSRouter,
+    member: int,
+    features: torch.Tensor,
+    table: OutcomeTable,
+    fit_q: np.ndarray,
+    stop_q: np.ndarray,
+    weights: np.ndarray,
+    config: TrainingConfig,
+    device: torch.device,
+    progress: Any,
+) -> dict[str, Any]:
+    seed = config.seed + 1000 * member
+    torch.manual_seed(seed)
+    net = router.members[member]
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    sample_gen = torch.Generator(device=device).manual_seed(seed)
+    positive = weights[weights > 0]
+    log_lo, log_hi = (math.log(positive.min()), math.log(positive.max())) if positive.size else (0.0, 0.0)
+    amp = device.type == "cuda"
+    best_state, best_score, best_epoch, best_regret = None, math.inf, 0, math.nan
+    history: list[dict[str, float]] = []
+    epochs_run = 0
+    for epoch in range(config.epochs):
+        epochs_run = epoch + 1
+        router.train()
+        order = fit_q[torch.randperm(len(fit_q), generator=gen).numpy()]
+        sums = {"supervised": 0.0, "policy": 0.0, "n": 0}
+        for s in range(0, len(order), config.batch_size):
+            batch = order[s : s + config.batch_size]
+            score, cost, mask = _batch_tensors(table, batch, device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                q_logit, log_c = router(features[batch], member=member)
+            q_logit, log_c = q_logit.float(), log_c.float()
+            loss_sup = _supervised_loss(
+                q_logit, log_c, score, cost, mask, table.has_cost, config.cost_loss_weight
+            )
+            loss = loss_sup
+            loss_pol = torch.zeros((), device=device)
+            if config.policy_weight > 0:
+                lam = 0.0
+                if positive.size and float(torch.rand((), generator=gen)) >= config.zero_lambda_prob:
+                    lam = math.exp(log_lo + (log_hi - log_lo) * float(torch.rand((), generator=gen)))
+                pred_cost = torch.exp(log_c) if table.has_cost else torch.zeros_like(log_c)
+                utility = torch.sigmoid(q_logit) - lam * pred_cost
+                loss_pol, entropy = policy_loss(
+                    utility,
+                    score - lam * cost,
+                    mask,
+                    router.config.tau,
+                    config.reinforce_samples,
+                    sample_gen,
+                )
+                loss = loss + config.policy_weight * loss_pol - config.entropy_weight * entropy
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sums["supervised"] += float(loss_sup.detach()) * len(batch)
+            sums["policy"] += float(loss_pol.detach()) * len(batch)
+            sums["n"] += len(batch)
+        regret = dev_regret(router, features, table, stop_q, weights, member)
+        held = dev_loss(router, features, table, stop_q, config.cost_loss_weight, member)
+        score_dev = held if config.stop_on == "loss" else regret
+        history.append(
+            {
+                "member": member,
+                "epoch": epoch + 1,
+                "supervised": sums["supervised"] / sums["n"],
+                "policy": sums["policy"] / sums["n"],
+                "dev_loss": held,
+                "dev_regret": regret,
+            }
+        )
+        progress(member, epoch, history[-1])
+        if score_dev < best_score - 1e-6:
+            best_score, best_epoch, best_regret = score_dev, epoch + 1, regret
+            best_state = copy.deepcopy(net.state_dict())
+        elif epoch + 1 - best_epoch >= config.patience:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return {
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "best_regret": best_regret,
+        "history": history,
+    }
+
+
+def train_router(
+    router: HAPSRouter,
+    features: torch.Tensor,
+    table: OutcomeTable,
+    train_queries: Sequence[int] | np.ndarray,
+    config: TrainingConfig | None = None,
+) -> TrainingResult:
+    """Trains `router` in place on the observed outcomes of `train_queries`.
+
+    Each ensemble member is trained on its own deterministic split of the training queries
+    (a different part held out for early stopping), so together they use every query.
+
+    Args:
+        router: a freshly built router (its space must be the table's space).
+        features: [n_queries, input_dim] features of ALL the table's queries (row = query index).
+        table: the sparse outcome table.
+        train_queries: query indices to learn from.
+        config: training settings.
+    """
+    config = config or TrainingConfig()
+    if router.space != table.space:
+        msg = "the router's routing space differs from the outcome table's"
+        raise ValueError(msg)
+    start = time.perf_counter()
+    _seed_everything(config.seed)
+    device = resolve_device(config.device)
+    train_queries = np.asarray(train_queries, dtype=np.int64)
+    train_queries = train_queries[np.diff(table.indptr)[train_queries] > 0]
+    if len(train_queries) < 2:
+        msg = f"need at least 2 training queries with observed outcomes, got {len(train_queries)}"
+        raise ValueError(msg)
+    features = torch.as_tensor(features, dtype=torch.float32)
+    fit_normalisation(router, features[train_queries])
+    router.has_cost = table.has_cost
+    router.to(device)
+    features_dev = features.to(device)
+    weights = _cost_weight_range(table)
+    n_members = len(router.members)
+    show = config.progress and sys.stderr.isatty()
+
+    def progress(member: int, epoch: int, row: dict[str, float]) -> None:
+        if show:
+            sys.stderr.write(
+                f"\rtraining member {member + 1}/{n_members} epoch {epoch + 1}/{config.epochs} "
+                f"loss {row['supervised']:.4f} held-out regret {row['dev_regret']:.4f}   "
+            )
+
+    ids = [table.query_ids[i] for i in train_queries]
+    members = []
+    for member in range(n_members):
+        held = split_queries(ids, config.early_stopping_fraction, seed=config.seed + 7 + member)
+        if held.all() or not held.any():
+            held = np.zeros(len(train_queries), dtype=bool)
+            held[-max(1, len(train_queries) // 7) :] = True
+        members.append(
+            _train_member(
+                router,
+                member,
+                features_dev,
+                table,
+                train_queries[~held],
+                train_queries[held],
+                weights,
+                config,
+                device,
+                progress,
+            )
+        )
+    if show:
+        sys.stderr.write("\n")
+    router.eval()
+    router.to("cpu")
+    # A sample of training queries' features: the calibration reference for budgets.
+    gen = torch.Generator().manual_seed(config.seed)
+    ref_idx = train_queries[torch.randperm(len(train_queries), generator=gen).numpy()[:256]]
+    router.reference_features = features[ref_idx].clone()
+    result = TrainingResult(
+        epochs_run=sum(m["epochs_run"] for m in members),
+        best_epoch=int(np.median([m["best_epoch"] for m in members])),
+        best_dev_regret=float(np.nanmean([m["best_regret"] for m in members])),
+        seconds=round(time.perf_counter() - start, 2),
+        device=str(device),
+        history=[row for m in members for row in m["history"]],
+    )
+    logger.info(
+        "trained %d members (%d epochs in all, median best epoch %d, held-out regret %.4f) in %.1f s on %s",
+        n_members,
+        result.epochs_run,
+        result.best_epoch,
+        result.best_dev_regret,
+        result.seconds,
+        device,
+    )
+    return result
+
+
+def query_features(encoder: Any, texts: Sequence[str], use_structural: bool) -> torch.Tensor:
+    """Router input features of texts: encoder embedding (+ structural text features)."""
+    from haps_core.features import structural_features
+
+    emb = encoder.encode(list(texts)).float()
+    if use_structural:
+        emb = torch.cat([emb, torch.as_tensor(structural_features(texts))], dim=1)
+    return emb
+
+
+def build_router(space: Any, router_config: Any, encoder: Any) -> HAPSRouter:
+    """A fresh router for `space`, with prompt-style embeddings computed by `encoder`."""
+    from haps_core.features import style_text
+
+    styles = sorted({a.prompt_style for a in space.actions})
+    style_emb = encoder.encode([style_text(space, s) for s in styles]).float()
+    router = HAPSRouter(space, router_config, style_emb)
+    router.attach_encoder(encoder)
+    return router
