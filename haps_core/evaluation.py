@@ -146,10 +146,12 @@ class RouterResult:
     costs: np.ndarray
     qualities: np.ndarray
     choices: np.ndarray  # [n_weights, n_queries], positions within the block's actions
+    shares: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.metrics.to_dict(),
+            "decision_shares": self.shares,
             "points": [[float(c), float(q)] for c, q in zip(self.costs, self.qualities)],
         }
 
@@ -203,6 +205,20 @@ def sweep(
     return np.stack([choose(quality, cost, w, allowed) for w in weights])
 
 
+def decision_shares(actions: Sequence[Any], choices: np.ndarray) -> dict[str, dict[str, float]]:
+    """Share of decisions per backend and per parameter value, over all swept cost weights."""
+    counts = np.bincount(choices.ravel(), minlength=len(actions)) / choices.size
+    out: dict[str, dict[str, float]] = {"backend": {}}
+    for action, share in zip(actions, counts):
+        if share == 0:
+            continue
+        out["backend"][action.backend] = out["backend"].get(action.backend, 0.0) + float(share)
+        for param, value in action.params:
+            key = str(value)
+            out.setdefault(param, {})[key] = out.setdefault(param, {}).get(key, 0.0) + float(share)
+    return {k: {v: round(x, 4) for v, x in sorted(d.items())} for k, d in out.items()}
+
+
 def evaluate_block(
     block: Block,
     train: TrainingSet,
@@ -236,7 +252,11 @@ def evaluate_block(
         choices = sweep(q, c, block, weights, allowed)
         pc, pq = M.points_from_choices(block.score, block.cost, choices)
         report.routers[name] = RouterResult(
-            M.router_metrics(pc, pq, block.score, block.cost, best), pc, pq, choices
+            M.router_metrics(pc, pq, block.score, block.cost, best),
+            pc,
+            pq,
+            choices,
+            decision_shares([train.space.actions[a] for a in block.action_idx], choices),
         )
     for a, b in compare:
         if a in report.routers and b in report.routers:
@@ -339,6 +359,10 @@ def format_report(report: EvaluationReport) -> str:
             lines.append(f"{name:<22}" + "".join(f"{_fmt(d[k]):>11}" for k, _ in _COLUMNS))
         for key, res in r.comparisons.items():
             lines.append(f"  paired bootstrap {key}: dAIQ = {res.diff:+.4f} +- {res.se:.4f} (se)")
+        if "haps" in r.routers:
+            shares = r.routers["haps"].shares
+            parts = [f"{k}: " + ", ".join(f"{v} {x:.0%}" for v, x in d.items()) for k, d in shares.items()]
+            lines.append("  haps decisions over the sweep: " + "; ".join(parts))
     lines.append(f"\n== pooled over {len(report.blocks)} blocks (query-weighted)")
     lines.append(head)
     for name, d in report.pooled.items():

@@ -189,23 +189,23 @@ class RouterNet(nn.Module):
                 deltas_c.append(delta[:, len(idx) :])
                 idxs += idx
         else:
+            # All backends at once: generate each backend's head, then gather per action.
             m, k = self._pgn_shapes
             style_feats = self.style_proj(parent.style_embeddings)[parent.style_of]  # [A, style]
             phi = torch.cat([parent.action_values, style_feats], dim=1)  # [A, m]
             bsz = z.shape[0]
-            for b in range(n_backends):
-                idx = parent.actions_of_backend(b)
-                emb = self.backend_embedding.weight[b].expand(bsz, -1)
-                price = parent.backend_prices[b].expand(bsz, -1)
-                gen = self.low_base + self.pgn(torch.cat([z, emb, price], dim=1))
-                w1 = gen[:, : m * k].view(bsz, m, k)
-                b1 = gen[:, m * k : m * k + k]
-                w2 = gen[:, m * k + k :].view(bsz, k, 2)
-                hidden = torch.nn.functional.gelu(torch.einsum("cm,bmk->bck", phi[idx], w1) + b1[:, None])
-                delta = torch.einsum("bck,bko->bco", hidden, w2)  # [B, C_b, 2]
-                deltas_q.append(delta[..., 0])
-                deltas_c.append(delta[..., 1])
-                idxs += idx
+            backend_in = torch.cat([self.backend_embedding.weight, parent.backend_prices], dim=1)
+            pgn_in = torch.cat(
+                [z[:, None, :].expand(-1, n_backends, -1), backend_in[None].expand(bsz, -1, -1)], dim=2
+            )
+            gen = self.low_base + self.pgn(pgn_in)  # [B, n_backends, m*k + k + 2k]
+            gen = gen[:, parent.backend_of]  # [B, A, ...]
+            w1 = gen[..., : m * k].reshape(bsz, -1, m, k)
+            b1 = gen[..., m * k : m * k + k]
+            w2 = gen[..., m * k + k :].reshape(bsz, -1, k, 2)
+            hidden = torch.nn.functional.gelu(torch.einsum("am,bamk->bak", phi, w1) + b1)
+            delta = torch.einsum("bak,bako->bao", hidden, w2)  # [B, A, 2]
+            return q + delta[..., 0], c + delta[..., 1]
         order = torch.argsort(torch.tensor(idxs, device=x.device))
         return q + torch.cat(deltas_q, 1)[:, order], c + torch.cat(deltas_c, 1)[:, order]
 

@@ -12,7 +12,13 @@ import torch
 
 from haps_core.logs import RoutingLog
 from haps_core.model import HAPSRouter, RouterConfig
-from haps_core.training import TrainingConfig, build_router, query_features, train_router
+from haps_core.training import (
+    FineTunedEncoderFeatures,
+    TrainingConfig,
+    build_router,
+    query_features,
+    train_router,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,8 @@ def fit_router(
     router_config: RouterConfig | None = None,
     training_config: TrainingConfig | None = None,
     heldout: dict[str, Any] | None = None,
+    fine_tune: bool = False,
+    encoder_lr: float = 2e-5,
 ) -> HAPSRouter:
     """Builds and trains a router on the log's queries selected by `train_mask` (default: all).
 
@@ -69,6 +77,10 @@ def fit_router(
         router_config, training_config: settings.
         heldout: the evaluation split left out of training ({"fraction", "seed"}), recorded so
             that `haps eval --router` evaluates on queries the router never saw.
+        fine_tune: train the encoder end to end with the routing objective (one ensemble
+            member: members would otherwise share, and fight over, one encoder). The tuned
+            encoder's weights are then saved with the checkpoint.
+        encoder_lr: the encoder's learning rate when fine-tuning.
     """
     router_config = router_config or RouterConfig(embed_dim=encoder.dim)
     training_config = training_config or TrainingConfig()
@@ -77,16 +89,27 @@ def fit_router(
     rows = np.flatnonzero(train_mask[log.row_query])
     table = log.outcomes(rows)
     start = time.perf_counter()
+    provider = None
+    if fine_tune:
+        if router_config.members != 1:
+            logger.warning("fine-tuning the encoder trains one member (asked for %d)", router_config.members)
+            router_config = RouterConfig.from_dict({**router_config.to_dict(), "members": 1})
+        structural = features[:, router_config.embed_dim :] if router_config.use_structural else None
+        provider = FineTunedEncoderFeatures(encoder, log.queries, structural, lr=encoder_lr)
     torch.manual_seed(training_config.seed)  # initial weights are part of a seeded run
     router = build_router(log.space, router_config, encoder)
-    result = train_router(router, features, table, np.flatnonzero(train_mask), training_config)
+    train_idx = np.flatnonzero(train_mask)
+    result = train_router(router, features, table, train_idx, training_config, provider)
+    if provider is not None:
+        ref = torch.as_tensor(train_idx[:256])
+        router.reference_features = provider.features(ref.numpy(), grad=False).cpu()
     router.encoder_info = {
         "id": encoder.encoder_id,
         "revision": encoder.revision,
         "kwargs": {"max_length": getattr(encoder, "max_length", None)}
         if hasattr(encoder, "max_length")
         else {},
-        "fine_tuned": False,
+        "fine_tuned": fine_tune,
     }
     summary = log.summary()
     summary.update(
@@ -110,3 +133,52 @@ def fit_router(
 def features_for(encoder: Any, texts: Sequence[str], use_structural: bool) -> torch.Tensor:
     """Features of texts (embedding through the encoder, which may cache)."""
     return query_features(encoder, list(texts), use_structural)
+
+
+def aligned_predictor(router: HAPSRouter, log: RoutingLog, features: torch.Tensor) -> Any:
+    """A predictor ``(embeddings, texts) -> (quality, cost)`` over the LOG's actions.
+
+    The router's own features are looked up by query text (features depend on the text only).
+    Actions of the log the router does not know get quality -inf, so they are never chosen.
+    """
+    quality, cost = router.predict_features(features)
+    row_of = {text: i for i, text in enumerate(log.queries)}
+    pos = np.array([router.space._index.get(a, -1) for a in log.space.actions])
+    known = pos >= 0
+    q_full = np.full((len(log.queries), len(log.space)), -np.inf)
+    c_full = np.zeros((len(log.queries), len(log.space)))
+    q_full[:, known] = quality[:, pos[known]]
+    c_full[:, known] = cost[:, pos[known]]
+
+    def predict(embeddings: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        rows = [row_of[t] for t in texts]
+        return q_full[rows], c_full[rows]
+
+    return predict
+
+
+def ablations(
+    router: HAPSRouter,
+    log: RoutingLog,
+    encoder: Any,
+    features: torch.Tensor,
+    train_mask: np.ndarray,
+) -> dict[str, Any]:
+    """The router's ablations, trained the same way on the same queries (ARCHITECTURE 5).
+
+    - flat: one head over all actions, no hierarchy, no PGN;
+    - no-pgn: hierarchical with independent low-level heads per backend;
+    - model-only: the same HAPS model on each backend's most common configuration only.
+    """
+    settings = router.training_summary.get("training_config", {})
+    known = set(TrainingConfig.__dataclass_fields__)
+    training = TrainingConfig(**{k: v for k, v in settings.items() if k in known}, progress=False)
+    out: dict[str, Any] = {}
+    for name, arch in (("flat", "flat"), ("no-pgn", "no_pgn")):
+        cfg = RouterConfig.from_dict({**router.config.to_dict(), "architecture": arch})
+        ablated = fit_router(log, encoder, features, train_mask, cfg, training)
+        out[name] = aligned_predictor(ablated, log, features)
+    sub = subset_log(log, model_only_subset(log, train_mask))
+    model_only = fit_router(sub, encoder, features, train_mask, router.config, training)
+    out["model-only"] = aligned_predictor(model_only, log, features)
+    return out

@@ -19,6 +19,7 @@ realised reward of the router's choice among each query's observed actions, aver
 of cost weights. Training is seeded and deterministic on CPU; on CUDA it uses bf16 autocast.
 """
 
+import abc
 import copy
 import logging
 import math
@@ -60,6 +61,10 @@ class TrainingConfig:
         progress: show a progress bar on stderr (when it is a terminal).
         stop_on: early-stopping criterion on the held-out queries: "loss" (the supervised loss:
             smooth, the default) or "regret" (the decision regret over cost weights: noisier).
+        skip_warmup_steps: full-batch steps that first fit each member's direct linear path
+            (per-action quality and log-cost from the query features) alone, to convergence,
+            before the deep heads train on what it leaves; 0 skips the warm-up.
+        skip_lr: learning rate of that warm-up.
     """
 
     epochs: int = 60
@@ -77,6 +82,8 @@ class TrainingConfig:
     device: str = "auto"
     progress: bool = True
     stop_on: str = "loss"
+    skip_warmup_steps: int = 300
+    skip_lr: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "reinforce_samples", "patience"):
@@ -186,13 +193,15 @@ def dev_regret(
 ) -> float:
     """Mean regret of the router's choice among each query's observed actions, over cost weights.
 
+    `features` are those of the `query_idx` queries (one row each).
+
     Regret = best realised reward among the observed actions minus the realised reward of the
     action the router prefers among them (0 is perfect).
     """
     was_training = router.training
     router.eval()
     score, cost, mask = table.dense(query_idx)
-    quality, pred_cost = _member_predict(router, features[query_idx], member)
+    quality, pred_cost = _member_predict(router, features, member)
     if was_training:
         router.train()
     total = 0.0
@@ -238,7 +247,7 @@ def dev_loss(
     was_training = router.training
     router.eval()
     score, cost, mask = _batch_tensors(table, query_idx, router.feature_mean.device)
-    q_logit, log_c = router(features[query_idx], member=member)
+    q_logit, log_c = router(features, member=member)
     if was_training:
         router.train()
     loss = _supervised_loss(
@@ -271,6 +280,139 @@ def _cost_weight_range(table: OutcomeTable) -> np.ndarray:
     return cost_weight_grid(sums / np.maximum(counts, 1), n=12)
 
 
+class FeatureProvider(abc.ABC):
+    """Where a training step gets the router's input features for a batch of queries."""
+
+    @abc.abstractmethod
+    def features(self, query_idx: np.ndarray, grad: bool) -> torch.Tensor:
+        """Features [len(query_idx), input_dim]; with gradients to trainable parts if `grad`."""
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return []
+
+    def snapshot(self) -> None:  # noqa: B027 - optional hook; frozen features have no state
+        """Remembers the current trainable state (called at the best early-stopping epoch)."""
+
+    def restore(self) -> None:  # noqa: B027 - optional hook
+        """Restores the state remembered by `snapshot`."""
+
+
+class FrozenFeatures(FeatureProvider):
+    """Precomputed features of a frozen encoder: a row lookup."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self._features = features
+
+    def features(self, query_idx: np.ndarray, grad: bool) -> torch.Tensor:
+        return self._features[query_idx]
+
+
+class FineTunedEncoderFeatures(FeatureProvider):
+    """Features from an encoder trained end to end with the routing objective.
+
+    Each batch runs the encoder (with gradients in training steps) on the batch's texts; the
+    structural features are fixed and concatenated. On CUDA the encoder runs under bf16
+    autocast. The encoder's learning rate is small: it starts from a good sentence encoder and
+    only a few hundred or thousand queries are there to move it.
+    """
+
+    def __init__(
+        self,
+        encoder: Any,
+        texts: Sequence[str],
+        structural: torch.Tensor | None,
+        lr: float = 2e-5,
+        batch_size: int = 64,
+    ) -> None:
+        self.encoder = encoder
+        self.texts = list(texts)
+        self.structural = structural
+        self.lr = lr
+        self.batch_size = batch_size
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def _encode(self, idx: np.ndarray) -> torch.Tensor:
+        tok = self.encoder.tokenize([self.texts[i] for i in idx])
+        device = self.encoder.device
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            emb = self.encoder.forward_features(tok["input_ids"], tok["attention_mask"])
+        emb = emb.float()
+        if self.structural is not None:
+            emb = torch.cat([emb, self.structural[idx].to(emb.device)], dim=1)
+        return emb
+
+    def features(self, query_idx: np.ndarray, grad: bool) -> torch.Tensor:
+        model = self.encoder.model
+        if grad:
+            model.train()
+            return self._encode(query_idx)
+        model.eval()
+        with torch.no_grad():
+            parts = [
+                self._encode(query_idx[i : i + self.batch_size])
+                for i in range(0, len(query_idx), self.batch_size)
+            ]
+        return torch.cat(parts)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"params": list(self.encoder.model.parameters()), "lr": self.lr, "weight_decay": 0.0}]
+
+    def snapshot(self) -> None:
+        self._state = copy.deepcopy(self.encoder.model.state_dict())
+
+    def restore(self) -> None:
+        if self._state is not None:
+            self.encoder.model.load_state_dict(self._state)
+        self.encoder.model.eval()
+
+
+def _warm_up_skip(
+    router: HAPSRouter,
+    member: int,
+    features: torch.Tensor,
+    table: OutcomeTable,
+    fit_q: np.ndarray,
+    config: TrainingConfig,
+    device: torch.device,
+) -> None:
+    """Fits the member's direct linear path alone (the deep heads' outputs held at zero).
+
+    With few observations per action, a per-action linear model trained to convergence is a
+    strong, stable base (see the `linear` baseline); the hierarchical heads and the PGN then
+    learn corrections to it under early stopping instead of racing it.
+    """
+    net = router.members[member]
+    x = router.normalise(features)
+    score, cost, mask = _batch_tensors(table, fit_q, device)
+    n_actions = len(router.space)
+    opt = torch.optim.Adam(net.skip.parameters(), lr=config.skip_lr)
+    with torch.no_grad():
+        seen = mask.any(0)
+        counts = mask.float().sum(0).clamp_min(1.0)
+        mean_q = ((score * mask).sum(0) / counts).clamp(0.02, 0.98)
+        bias_q = torch.log(mean_q) - torch.log1p(-mean_q)
+        bias_c = (torch.log(cost.clamp_min(1e-9)) * mask).sum(0) / counts
+        # An action never observed in training starts from its backend's average (else the
+        # global one), so what it gets comes from the shared heads and its parameter values.
+        for a in torch.nonzero(~seen).flatten().tolist():
+            same = (router.backend_of == router.backend_of[a]) & seen
+            pool = same if same.any() else seen
+            if pool.any():
+                bias_q[a], bias_c[a] = bias_q[pool].mean(), bias_c[pool].mean()
+        net.skip.bias[:n_actions] = bias_q
+        if table.has_cost:
+            net.skip.bias[n_actions:] = bias_c
+    for _ in range(config.skip_warmup_steps):
+        out = net.skip(x)
+        loss = _supervised_loss(
+            out[:, :n_actions], out[:, n_actions:], score, cost, mask, table.has_cost, config.cost_loss_weight
+        )
+        loss = loss + 1e-4 * net.skip.weight.pow(2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def _train_member(
     router: HAPSRouter,
     member: int,
@@ -282,11 +424,17 @@ def _train_member(
     config: TrainingConfig,
     device: torch.device,
     progress: Any,
+    provider: "FeatureProvider | None" = None,
 ) -> dict[str, Any]:
     seed = config.seed + 1000 * member
     torch.manual_seed(seed)
     net = router.members[member]
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    provider = provider or FrozenFeatures(features)
+    if config.skip_warmup_steps:
+        _warm_up_skip(router, member, provider.features(fit_q, grad=False), table, fit_q, config, device)
+    groups = [{"params": list(net.parameters()), "lr": config.lr}]
+    groups += provider.param_groups()
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     sample_gen = torch.Generator(device=device).manual_seed(seed)
     positive = weights[weights > 0]
@@ -304,7 +452,7 @@ def _train_member(
             batch = order[s : s + config.batch_size]
             score, cost, mask = _batch_tensors(table, batch, device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                q_logit, log_c = router(features[batch], member=member)
+                q_logit, log_c = router(provider.features(batch, grad=True), member=member)
             q_logit, log_c = q_logit.float(), log_c.float()
             loss_sup = _supervised_loss(
                 q_logit, log_c, score, cost, mask, table.has_cost, config.cost_loss_weight
@@ -328,13 +476,14 @@ def _train_member(
                 loss = loss + config.policy_weight * loss_pol - config.entropy_weight * entropy
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
             opt.step()
             sums["supervised"] += float(loss_sup.detach()) * len(batch)
             sums["policy"] += float(loss_pol.detach()) * len(batch)
             sums["n"] += len(batch)
-        regret = dev_regret(router, features, table, stop_q, weights, member)
-        held = dev_loss(router, features, table, stop_q, config.cost_loss_weight, member)
+        x_stop = provider.features(stop_q, grad=False)
+        regret = dev_regret(router, x_stop, table, stop_q, weights, member)
+        held = dev_loss(router, x_stop, table, stop_q, config.cost_loss_weight, member)
         score_dev = held if config.stop_on == "loss" else regret
         history.append(
             {
@@ -350,10 +499,12 @@ def _train_member(
         if score_dev < best_score - 1e-6:
             best_score, best_epoch, best_regret = score_dev, epoch + 1, regret
             best_state = copy.deepcopy(net.state_dict())
+            provider.snapshot()
         elif epoch + 1 - best_epoch >= config.patience:
             break
     if best_state is not None:
         net.load_state_dict(best_state)
+        provider.restore()
     return {
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
@@ -368,6 +519,7 @@ def train_router(
     table: OutcomeTable,
     train_queries: Sequence[int] | np.ndarray,
     config: TrainingConfig | None = None,
+    provider: FeatureProvider | None = None,
 ) -> TrainingResult:
     """Trains `router` in place on the observed outcomes of `train_queries`.
 
@@ -380,6 +532,8 @@ def train_router(
         table: the sparse outcome table.
         train_queries: query indices to learn from.
         config: training settings.
+        provider: where batches get their features; default: rows of `features` (frozen
+            encoder). `FineTunedEncoderFeatures` trains the encoder end to end.
     """
     config = config or TrainingConfig()
     if router.space != table.space:
@@ -428,6 +582,7 @@ def train_router(
                 config,
                 device,
                 progress,
+                provider,
             )
         )
     if show:

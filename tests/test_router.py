@@ -200,3 +200,27 @@ def test_policy_loss_exact_and_reinforce():
         utility, reward, partial, tau=0.1, samples=8, generator=torch.Generator().manual_seed(0)
     )
     assert torch.isfinite(loss2) and ent >= 0
+
+
+def test_fine_tuning_the_encoder_end_to_end(tmp_path, trained):
+    """The encoder's weights change with the routing objective and are saved (safetensors)."""
+    log, _, _ = trained
+    enc = load_encoder(str(make_tiny_bert(tmp_path / "ft-bert")), device="cpu")
+    before = {k: v.clone() for k, v in enc.model.state_dict().items()}
+    cfg = RouterConfig(embed_dim=enc.dim, hidden=16, members=2)
+    feats = features_for(enc, log.queries, True)
+    router = fit_router(log, enc, feats, None, cfg, TrainingConfig(epochs=2, progress=False),
+                        fine_tune=True, encoder_lr=1e-3)
+    assert len(router.members) == 1  # one member shares the tuned encoder
+    after = enc.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    d = router.save_pretrained(tmp_path / "ft")
+    assert (d / "encoder" / "model.safetensors").is_file()
+    assert not list(d.rglob("*.bin"))
+    from haps_core.hub import load_router_folder
+
+    loaded = load_router_folder(d)
+    texts = ["Who wrote Hamlet? #1", "Compute 17 * 23 + 4 and explain #2"]
+    assert [x.action_index for x in loaded.route(texts, cost_weight=1.0)] == [
+        x.action_index for x in router.route(texts, cost_weight=1.0)
+    ]
