@@ -13,6 +13,11 @@ takes three things that do not depend on any framework, so they live here once:
   every attempt (`call_with_fallback`, `acall_with_fallback`). When every candidate fails, one
   `AllBackendsFailedError` lists them all.
 
+Around the loop, the pieces every integration needs identically: checked routing and the record
+of a call (`route_checked`, `served_candidate`, `decision_record`, `interrupted_stream`), and the
+checks and settings of an integration's constructor and calls (`check_router`, `call_costs`,
+`checked_prompt_styles`, `parameter_report`, `warn_unreachable`...).
+
 The integrations supply a ``call(candidate, attempt_number)`` function that does the
 framework-specific work (apply the parameters, call the model).
 """
@@ -35,7 +40,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from haps_core.catalog import DEFAULT_PROMPT_STYLE, RoutingSpace
-from haps_core.decision import Alternative, RoutingDecision, fallback_order
+from haps_core.decision import Alternative, RoutingDecision, check_cost_weight, fallback_order
 from haps_core.errors import AllBackendsFailedError, RoutingError, StreamInterruptedError
 
 logger = logging.getLogger(__name__)
@@ -43,19 +48,30 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 __all__ = [
+    "PROMPT_STYLE",
     "Attempt",
     "acall_with_fallback",
+    "call_costs",
     "call_with_fallback",
     "candidates",
+    "check_attempts",
+    "check_max_backends",
+    "check_router",
+    "checked_prompt_styles",
     "decision_record",
     "default_wait",
     "interrupted_stream",
     "is_transient",
+    "parameter_report",
     "resolve_prompt_styles",
     "route_checked",
     "served_candidate",
     "system_message_for",
+    "warn_unreachable",
 ]
+
+PROMPT_STYLE = "prompt_style"
+"""The action parameter that names a prompt style (sent as a system message, not to the model)."""
 
 
 # -- prompt styles ----------------------------------------------------------------------------
@@ -127,6 +143,23 @@ def styles_without_text(space: RoutingSpace, styles: Mapping[str, str]) -> list[
         if style != DEFAULT_PROMPT_STYLE and not (styles.get(style) or "").strip():
             missing.add(style)
     return sorted(missing)
+
+
+def checked_prompt_styles(space: RoutingSpace, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`resolve_prompt_styles`, checked up front: every style the router can choose has a text.
+
+    Raises:
+        ValueError: an action of ``space`` uses a style with no (or an empty) text.
+    """
+    styles = resolve_prompt_styles(space, overrides)
+    missing = styles_without_text(space, styles)
+    if missing:
+        msg = (
+            f"the router can choose prompt styles {missing}, which have no system-message text; "
+            "pass `prompt_styles={name: text}` for them"
+        )
+        raise ValueError(msg)
+    return styles
 
 
 # -- error classification ---------------------------------------------------------------------
@@ -254,14 +287,12 @@ def candidates(decision: RoutingDecision, max_backends: int | None = None) -> li
     return out
 
 
-def _check_attempts(max_attempts_per_backend: int) -> None:
-    if (
-        isinstance(max_attempts_per_backend, bool)
-        or not isinstance(max_attempts_per_backend, int)
-        or max_attempts_per_backend < 1
-    ):
-        msg = f"`max_attempts_per_backend` must be an int >= 1, got {max_attempts_per_backend!r}"
+def check_attempts(value: int, name: str = "max_attempts_per_backend") -> int:
+    """Validates a number of calls per backend: an int >= 1 (``name`` is the setting's name)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"`{name}` must be an int >= 1, got {value!r}"
         raise ValueError(msg)
+    return value
 
 
 def _error_text(exc: BaseException) -> str:
@@ -310,7 +341,7 @@ def call_with_fallback(
     Raises:
         AllBackendsFailedError: every candidate failed; ``.attempts`` lists every attempt.
     """
-    _check_attempts(max_attempts_per_backend)
+    check_attempts(max_attempts_per_backend)
     attempts: list[Attempt] = []
     last: Exception | None = None
     for cand in candidates(decision, max_backends):
@@ -357,7 +388,7 @@ async def acall_with_fallback(
     classify: Callable[[BaseException], bool] = is_transient,
 ) -> tuple[T, list[Attempt]]:
     """The async twin of `call_with_fallback`: ``call`` is awaited, back-off waits are async."""
-    _check_attempts(max_attempts_per_backend)
+    check_attempts(max_attempts_per_backend)
     attempts: list[Attempt] = []
     last: Exception | None = None
     for cand in candidates(decision, max_backends):
@@ -473,3 +504,134 @@ def interrupted_stream(
     attempts[-1] = replace(attempts[-1], error=_error_text(exc), transient=is_transient(exc))
     logger.warning("HAPS backend %r failed mid-stream; not falling back: %s", backend, exc)
     return StreamInterruptedError(backend, partial_output, attempts, exc)
+
+
+# -- an integration's settings and start-up checks --------------------------------------------
+# What an integration checks when it is built (the router, the pool, the prompt styles, how each
+# parameter reaches each backend) and how it settles one call's cost trade-off.
+def check_router(router: Any) -> None:
+    """Checks that ``router`` looks like a HAPS router: ``.space`` and ``.route(...)``.
+
+    Raises:
+        TypeError: either attribute is missing.
+    """
+    for attr in ("space", "route"):
+        if not hasattr(router, attr):
+            msg = (
+                f"`router` must have `.space` and `.route(texts, cost_weight=..., "
+                f"max_cost_per_query=...)` (a HAPSRouter); {type(router).__name__} has no `.{attr}`"
+            )
+            raise TypeError(msg)
+
+
+def check_max_backends(value: int | None) -> int | None:
+    """Validates ``max_backends``: None (every backend of the decision) or an int >= 1."""
+    if value is not None and (isinstance(value, bool) or value < 1):
+        msg = f"`max_backends` must be None (every backend) or an int >= 1, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def call_costs(
+    router: Any,
+    cost_weight: Any,
+    max_cost: Any,
+    instance: tuple[float | None, float | None],
+    names: tuple[str, str],
+) -> tuple[float | None, float | None]:
+    """One call's ``(cost weight, budget)``; at most one of the two is set.
+
+    A per-call setting (``cost_weight`` or ``max_cost``; None when not given) replaces the
+    ``instance`` settings entirely, so a per-call budget overrides an instance cost weight and vice
+    versa. With nothing set anywhere, the router's ``default_cost_weight`` (0.0 if it has none).
+
+    Args:
+        router: the HAPS router (for its ``default_cost_weight``).
+        cost_weight: the per-call cost weight, or None.
+        max_cost: the per-call USD budget per query, or None.
+        instance: the integration's own ``(cost_weight, max_cost_per_query)`` settings.
+        names: how a caller spells the two per-call settings (for error messages).
+
+    Raises:
+        ValueError: both per-call settings are given, or one is negative or not finite.
+        TypeError: a per-call setting is not a number.
+    """
+    if cost_weight is not None and max_cost is not None:
+        msg = f"give either {names[0]} or {names[1]}, not both (got {cost_weight!r} and {max_cost!r})"
+        raise ValueError(msg)
+    if cost_weight is not None:
+        return check_cost_weight(cost_weight, names[0]), None
+    if max_cost is not None:
+        return None, check_cost_weight(max_cost, names[1])
+    if instance[0] is not None or instance[1] is not None:
+        return instance
+    return float(getattr(router, "default_cost_weight", 0.0) or 0.0), None
+
+
+def parameter_report(
+    space: RoutingSpace,
+    apply: Callable[[str, dict[str, Any]], Mapping[str, str]],
+    details: Mapping[str, str],
+    pinned: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """How each parameter of each backend's grid reaches its model (the integrations' check).
+
+    Args:
+        space: the router's routing space (its backends and their parameter grids).
+        apply: ``apply(backend_name, parameters) -> {parameter: mechanism}``: the mechanism the
+            integration would use; called once per backend with a sample value of each
+            parameter (the grid's last; `PROMPT_STYLE` excluded: it is a system message).
+        details: mechanism -> a sentence that explains it.
+        pinned: parameters the integration sets on every call (reported for every backend).
+
+    Returns:
+        ``{backend: {parameter: {"mechanism": ..., "reaches_model": bool, "detail": ...}}}``;
+        ``reaches_model`` is False for the ``"not_applied"`` mechanism.
+    """
+    pinned = dict(pinned or {})
+    report: dict[str, dict[str, dict[str, Any]]] = {}
+    for backend in space.backends:
+        grid = backend.parameters
+        sample = {p: values[-1] for p, values in grid.items() if p != PROMPT_STYLE}
+        sample.update(pinned)
+        applied = apply(backend.name, sample)
+        routes = {}
+        for param in sorted(set(grid) | set(pinned)):
+            mechanism = "system_message" if param == PROMPT_STYLE else applied[param]
+            routes[param] = {
+                "mechanism": mechanism,
+                "reaches_model": mechanism != "not_applied",
+                "detail": details[mechanism],
+            }
+        report[backend.name] = routes
+    return report
+
+
+_WARNED: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+def warn_unreachable(
+    report: Mapping[str, Mapping[str, Mapping[str, Any]]], kinds: Mapping[str, str], check_name: str
+) -> None:
+    """Logs the parameters of a `parameter_report` that cannot reach their backend's model.
+
+    Once per process for each (backend, class name, parameters): integrations are rebuilt per
+    call (LangChain's ``configurable_fields``, LlamaIndex's ``with_cost_weight``), and the
+    warning would flood the logs.
+
+    Args:
+        report: a `parameter_report`.
+        kinds: backend name -> the class name of its model (for the message).
+        check_name: the integration's method that prints the report (for the message).
+    """
+    for backend, routes in report.items():
+        lost = tuple(sorted(p for p, r in routes.items() if not r["reaches_model"]))
+        key = (backend, kinds[backend], lost)
+        if lost and key not in _WARNED:
+            _WARNED.add(key)
+            logger.warning(
+                "HAPS backend %r (%s): parameters %s have no way to reach the model; the "
+                "router's choice of them will be ignored (see %s())",
+                *key,
+                check_name,
+            )

@@ -32,9 +32,9 @@ per parameter (``response_metadata["haps"]["applied"]``, and `HAPSRunnable.check
 
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 try:
     from langchain_core.callbacks import (
@@ -79,17 +79,36 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     )
     raise ImportError(_msg) from exc
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from haps_core.decision import Alternative, RoutingDecision, check_cost_weight, fallback_order
 from haps_core.dispatch import (
+    PROMPT_STYLE,
     Attempt,
     acall_with_fallback,
+    call_costs,
     call_with_fallback,
-    is_transient,
-    resolve_prompt_styles,
-    styles_without_text,
+    check_attempts,
+    check_max_backends,
+    check_router,
+    checked_prompt_styles,
+    decision_record,
+    interrupted_stream,
+    parameter_report,
+    route_checked,
+    served_candidate,
     system_message_for,
+    warn_unreachable,
 )
 from haps_core.errors import RoutingError, StreamInterruptedError
 
@@ -107,8 +126,6 @@ COST_WEIGHT_KEY = "haps_cost_weight"
 """``config["configurable"]`` key that sets the cost weight (lambda) of one call."""
 MAX_COST_KEY = "haps_max_cost_per_query"
 """``config["configurable"]`` key that sets the per-query USD budget of one call."""
-
-PROMPT_STYLE = "prompt_style"
 
 # Generation parameters that a transformers text-generation pipeline takes per call.
 _PIPELINE_PARAMS = {
@@ -238,6 +255,19 @@ class _Prepared:
     applied: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One routed input: its decision, its messages and the budget it was routed with."""
+
+    decision: RoutingDecision
+    messages: list[BaseMessage]
+    max_cost: float | None
+
+
+_Configure = Callable[[Alternative, _Prepared, int], tuple[RunnableConfig, dict[str, Any]]]
+"""``(candidate, prepared, attempt_number) -> (config, kwargs)`` of one backend call."""
+
+
 def _apply(
     backend: Any, params: Mapping[str, Any], forwards_kwargs: bool
 ) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, str]]:
@@ -309,9 +339,6 @@ _DETAILS = {
 }
 
 
-_WARNED: set[tuple[str, str, tuple[str, ...]]] = set()
-
-
 # -- the shared routing core ----------------------------------------------------------------------
 class _Dispatcher:
     """The routing and calling logic shared by `HAPSRunnable` and `ChatHAPS` (no pydantic)."""
@@ -324,13 +351,7 @@ class _Dispatcher:
         forwards_kwargs: Sequence[str],
         pinned: Mapping[str, Any] | None = None,
     ) -> None:
-        for attr in ("space", "route"):
-            if not hasattr(router, attr):
-                msg = (
-                    f"`router` must have `.space` and `.route(texts, cost_weight=..., "
-                    f"max_cost_per_query=...)` (a HAPSRouter); {type(router).__name__} has no `.{attr}`"
-                )
-                raise TypeError(msg)
+        check_router(router)
         if not isinstance(backends, Mapping) or not backends:
             msg = f"`backends` must be a non-empty dict of name -> chat model, got {backends!r:.200}"
             raise TypeError(msg)
@@ -357,72 +378,34 @@ class _Dispatcher:
             msg = f"`forwards_kwargs` names unknown backends {unknown}; backends: {sorted(given)}"
             raise ValueError(msg)
         self.backends = dict(backends)
-        self.styles = resolve_prompt_styles(self.space, prompt_styles)
-        missing = styles_without_text(self.space, self.styles)
-        if missing:
-            msg = (
-                f"the router can choose prompt styles {missing}, which have no system-message text; "
-                "pass `prompt_styles={name: text}` for them"
-            )
-            raise ValueError(msg)
+        self.styles = checked_prompt_styles(self.space, prompt_styles)
         self.forwards = frozenset(forwards_kwargs)
         self.pinned = dict(pinned or {})
-        for backend, routes in self.check().items():
-            lost = tuple(sorted(p for p, r in routes.items() if not r["reaches_model"]))
-            key = (backend, type(self.backends[backend]).__name__, lost)
-            if lost and key not in _WARNED:  # once per process: instances are rebuilt per call
-                _WARNED.add(key)  # by configurable_fields, and the warning would flood logs
-                logger.warning(
-                    "HAPS backend %r (%s): parameters %s have no way to reach the model; the "
-                    "router's choice of them will be ignored (see check_backends())",
-                    *key,
-                )
+        kinds = {name: type(backend).__name__ for name, backend in self.backends.items()}
+        warn_unreachable(self.check(), kinds, "check_backends")
 
     # -- routing ---------------------------------------------------------------------------
     def costs(
         self, configurable: Mapping[str, Any], cost_weight: float | None, max_cost: float | None
     ) -> tuple[float | None, float | None]:
-        """The call's (cost weight, budget); at most one of the two is set.
+        """The call's (cost weight, budget): the ``configurable`` keys, else the instance's fields.
 
-        A per-call setting (``configurable`` keys) replaces the instance's fields entirely, so
-        a per-call budget overrides an instance cost weight and vice versa. With nothing set,
-        the router's ``default_cost_weight`` (0.0 if it has none) is used.
+        See `haps_core.dispatch.call_costs`: at most one of the two is set, a per-call setting
+        replaces the instance's entirely, and with nothing set the router's default is used.
         """
-        cw = configurable.get(COST_WEIGHT_KEY)
-        mc = configurable.get(MAX_COST_KEY)
-        if cw is not None and mc is not None:
-            msg = (
-                f"give either configurable[{COST_WEIGHT_KEY!r}] or configurable[{MAX_COST_KEY!r}], "
-                f"not both (got {cw!r} and {mc!r})"
-            )
-            raise ValueError(msg)
-        if cw is not None:
-            return check_cost_weight(cw, f"configurable[{COST_WEIGHT_KEY!r}]"), None
-        if mc is not None:
-            return None, check_cost_weight(mc, f"configurable[{MAX_COST_KEY!r}]")
-        if cost_weight is not None or max_cost is not None:
-            return cost_weight, max_cost
-        return float(getattr(self.router, "default_cost_weight", 0.0) or 0.0), None
+        return call_costs(
+            self.router,
+            configurable.get(COST_WEIGHT_KEY),
+            configurable.get(MAX_COST_KEY),
+            (cost_weight, max_cost),
+            (f"configurable[{COST_WEIGHT_KEY!r}]", f"configurable[{MAX_COST_KEY!r}]"),
+        )
 
     def route(
         self, texts: list[str], cost_weight: float | None, max_cost: float | None
     ) -> list[RoutingDecision]:
         """One router forward pass for ``texts``; checks the router's answer."""
-        decisions = list(self.router.route(texts, cost_weight=cost_weight, max_cost_per_query=max_cost))
-        if len(decisions) != len(texts):
-            msg = f"router returned {len(decisions)} decisions for {len(texts)} queries"
-            raise RoutingError(msg)
-        for d in decisions:
-            if d.backend not in self.backends:
-                msg = (
-                    f"router chose backend {d.backend!r}, which has no runnable "
-                    f"(have: {sorted(self.backends)})"
-                )
-                raise RoutingError(msg)
-        logger.debug(
-            "HAPS routed %d queries (cost_weight=%s, max_cost=%s)", len(texts), cost_weight, max_cost
-        )
-        return decisions
+        return route_checked(self.router, texts, cost_weight, max_cost, self.backends)
 
     # -- calling ---------------------------------------------------------------------------
     def prepare(self, cand: Alternative, messages: Sequence[BaseMessage]) -> _Prepared:
@@ -441,46 +424,61 @@ class _Dispatcher:
             applied[PROMPT_STYLE] = "system_message" if text else "default"
         return _Prepared(runnable, apply_system_message(messages, text), kwargs, configurable, applied)
 
-    def metadata(
+    def call(
+        self, plan: _Plan, configure: _Configure, send: Callable[..., Any], **fallback: Any
+    ) -> tuple[Any, dict[str, Any], list[Attempt]]:
+        """Calls the plan's decision with retries and fallback (`call_with_fallback`).
+
+        Per attempt, the candidate's backend is prepared (`prepare`), ``configure(cand,
+        prepared, attempt_number)`` gives the backend call's ``(config, kwargs)`` and
+        ``send(runnable, messages, config, kwargs)`` calls it.
+
+        Returns:
+            ``(output, record, attempts)``: what ``send`` returned, ``response_metadata["haps"]``
+            (`record`) and every attempt.
+        """
+
+        def attempt(cand: Alternative, n: int) -> tuple[_Prepared, Any]:
+            prepared = self.prepare(cand, plan.messages)
+            config, kwargs = configure(cand, prepared, n)
+            return prepared, send(prepared.runnable, prepared.messages, config, kwargs)
+
+        (prepared, output), attempts = call_with_fallback(plan.decision, attempt, **fallback)
+        return output, self.record(plan, prepared, attempts), attempts
+
+    async def acall(
         self,
-        decision: RoutingDecision,
-        prepared: _Prepared,
-        cand: Alternative,
-        attempts: Sequence[Attempt],
-        max_cost: float | None,
-    ) -> dict[str, Any]:
-        """What goes into ``response_metadata["haps"]``."""
-        meta = decision.to_dict()
-        meta["alternatives"] = list(meta["alternatives"])  # JSON-shaped: lists, not tuples
-        meta.update(
-            max_cost_per_query=max_cost,
-            served_by={"backend": cand.backend, "parameters": dict(cand.parameters)},
-            fallback=cand.action_index != decision.action_index,
-            applied=dict(prepared.applied),
-            attempts=[a.to_dict() for a in attempts],
-        )
+        plan: _Plan,
+        configure: _Configure,
+        send: Callable[..., Awaitable[Any]],
+        **fallback: Any,
+    ) -> tuple[Any, dict[str, Any], list[Attempt]]:
+        """The async twin of `call`: ``send`` is awaited (`acall_with_fallback`)."""
+
+        async def attempt(cand: Alternative, n: int) -> tuple[_Prepared, Any]:
+            prepared = self.prepare(cand, plan.messages)
+            config, kwargs = configure(cand, prepared, n)
+            return prepared, await send(prepared.runnable, prepared.messages, config, kwargs)
+
+        (prepared, output), attempts = await acall_with_fallback(plan.decision, attempt, **fallback)
+        return output, self.record(plan, prepared, attempts), attempts
+
+    def record(self, plan: _Plan, prepared: _Prepared, attempts: list[Attempt]) -> dict[str, Any]:
+        """What goes into ``response_metadata["haps"]``: `decision_record`, plus ``pinned``."""
+        served = served_candidate(plan.decision, attempts)
+        record = decision_record(plan.decision, served, prepared.applied, attempts, plan.max_cost)
         if self.pinned:
-            meta["pinned"] = dict(self.pinned)
-        return meta
+            record["pinned"] = dict(self.pinned)
+        return record
 
     def check(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per backend and catalog parameter: the mechanism and whether it reaches the model."""
-        report: dict[str, dict[str, dict[str, Any]]] = {}
-        for backend in self.space.backends:
-            grid = backend.parameters
-            sample = {p: values[-1] for p, values in grid.items() if p != PROMPT_STYLE}
-            sample.update(self.pinned)
-            _, _, _, applied = _apply(self.backends[backend.name], sample, backend.name in self.forwards)
-            routes = {}
-            for param in sorted(set(grid) | set(self.pinned)):
-                mechanism = "system_message" if param == PROMPT_STYLE else applied[param]
-                routes[param] = {
-                    "mechanism": mechanism,
-                    "reaches_model": mechanism != "not_applied",
-                    "detail": _DETAILS[mechanism],
-                }
-            report[backend.name] = routes
-        return report
+
+        def applied(backend: str, params: dict[str, Any]) -> dict[str, str]:
+            _, _, _, mechanisms = _apply(self.backends[backend], params, backend in self.forwards)
+            return mechanisms
+
+        return parameter_report(self.space, applied, _DETAILS, self.pinned)
 
 
 def _child_metadata(
@@ -556,23 +554,105 @@ async def _aclose(iterator: Any) -> None:
         await aclose()
 
 
-def _interrupted(
-    cand: Alternative, partial: Any, attempts: list[Attempt], exc: Exception
-) -> StreamInterruptedError:
-    attempts[-1] = replace(attempts[-1], error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc))
-    logger.warning("HAPS backend %r failed mid-stream; not falling back: %s", cand.backend, exc)
-    return StreamInterruptedError(cand.backend, partial, attempts, exc)
+# -- calling a backend: the ``send`` functions of `_Dispatcher.call` ------------------------------
+def _invoke(
+    runnable: Any, messages: list[BaseMessage], config: RunnableConfig, kwargs: dict[str, Any]
+) -> Any:
+    return runnable.invoke(messages, config, **kwargs)
 
 
-def _check_attempts_field(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"`{name}` must be an int >= 1, got {value!r}"
-        raise ValueError(msg)
-    return value
+async def _ainvoke(
+    runnable: Any, messages: list[BaseMessage], config: RunnableConfig, kwargs: dict[str, Any]
+) -> Any:
+    try:
+        return await runnable.ainvoke(messages, config, **kwargs)
+    except NotImplementedError:
+        # e.g. ChatHuggingFace over a local pipeline has no async path: run it in a thread
+        return await run_in_executor(config, runnable.invoke, messages, config, **kwargs)
 
 
-def _check_optional_cost(value: Any, name: str) -> float | None:
-    return None if value is None else check_cost_weight(value, name)
+def _open_stream(
+    runnable: Any, messages: list[BaseMessage], config: RunnableConfig, kwargs: dict[str, Any]
+) -> tuple[Any, Iterator[Any]]:
+    """Starts the backend's stream: ``(first chunk or None, iterator)``.
+
+    Taking the first chunk inside the fallback loop means a backend that fails before its first
+    token is retried / fallen back from like in ``invoke``.
+    """
+    iterator = iter(runnable.stream(messages, config, **kwargs))
+    return next(iterator, None), iterator
+
+
+async def _aopen_stream(
+    runnable: Any, messages: list[BaseMessage], config: RunnableConfig, kwargs: dict[str, Any]
+) -> tuple[Any, AsyncIterator[Any]]:
+    """The async twin of `_open_stream`."""
+    iterator = runnable.astream(messages, config, **kwargs)
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = None
+    return first, iterator
+
+
+class _Relay:
+    """The rest of a backend's stream, after its first chunk, passed on as it comes.
+
+    ``partial`` is the sum of the chunks so far (the first included) and ``last`` the latest. A
+    failure raises `StreamInterruptedError` with ``partial``: falling back mid-stream would splice
+    two answers. ``clear_id`` drops each chunk's message id (so that the caller's run assigns its
+    own). Iterate it with ``for`` or ``async for``, matching the backend's iterator.
+    """
+
+    def __init__(self, iterator: Any, attempts: list[Attempt], first: Any, *, clear_id: bool = False) -> None:
+        self.iterator = iterator
+        self.attempts = attempts
+        self.clear_id = clear_id
+        self.partial = self.last = first
+
+    def _take(self, chunk: Any) -> Any:
+        if self.clear_id:
+            chunk = chunk.model_copy(update={"id": None})
+        self.last, self.partial = chunk, _add(self.partial, chunk)
+        return chunk
+
+    def _interrupted(self, exc: Exception) -> StreamInterruptedError:
+        return interrupted_stream(self.attempts[-1].backend, self.partial, self.attempts, exc)
+
+    def __iter__(self) -> "_Relay":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self.iterator)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            raise self._interrupted(exc) from exc
+        return self._take(chunk)
+
+    def __aiter__(self) -> "_Relay":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self.iterator.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            raise self._interrupted(exc) from exc
+        return self._take(chunk)
+
+
+# -- settings shared by the two classes -----------------------------------------------------------
+def _optional_cost(value: float | None, info: ValidationInfo) -> float | None:
+    return None if value is None else check_cost_weight(value, info.field_name)
+
+
+_OptionalCost = Annotated[float | None, AfterValidator(_optional_cost)]
+"""A cost weight or budget field: None, or a finite number >= 0."""
+_MaxBackends = Annotated[int | None, AfterValidator(check_max_backends)]
+"""``max_backends``: None (every backend of the decision) or an int >= 1."""
 
 
 def _check_one_cost_setting(cost_weight: float | None, max_cost: float | None) -> None:
@@ -582,13 +662,6 @@ def _check_one_cost_setting(cost_weight: float | None, max_cost: float | None) -
             "not both: a budget is turned into a cost weight by the router"
         )
         raise ValueError(msg)
-
-
-def _check_max_backends(value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        msg = f"`max_backends` must be None (every backend) or an int >= 1, got {value!r}"
-        raise ValueError(msg)
-    return value
 
 
 # -- HAPSRunnable ---------------------------------------------------------------------------------
@@ -634,11 +707,11 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
 
     router: Any
     backends: dict[str, Any]
-    cost_weight: float | None = None
-    max_cost_per_query: float | None = None
+    cost_weight: _OptionalCost = None
+    max_cost_per_query: _OptionalCost = None
     prompt_styles: dict[str, str] | None = None
     max_attempts: int = 3
-    max_backends: int | None = None
+    max_backends: _MaxBackends = None
     forwards_kwargs: list[str] = Field(default_factory=list)
     retry_wait: Any = None
 
@@ -646,25 +719,10 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
 
     _dispatcher: _Dispatcher = PrivateAttr()
 
-    @field_validator("cost_weight")
-    @classmethod
-    def _check_cost_weight(cls, value: Any) -> float | None:
-        return _check_optional_cost(value, "cost_weight")
-
-    @field_validator("max_cost_per_query")
-    @classmethod
-    def _check_max_cost(cls, value: Any) -> float | None:
-        return _check_optional_cost(value, "max_cost_per_query")
-
-    @field_validator("max_backends")
-    @classmethod
-    def _check_max_backends(cls, value: int | None) -> int | None:
-        return _check_max_backends(value)
-
     @field_validator("max_attempts")
     @classmethod
     def _check_max_attempts(cls, value: int) -> int:
-        return _check_attempts_field(value, "max_attempts")
+        return check_attempts(value, "max_attempts")
 
     @model_validator(mode="after")
     def _build(self) -> "HAPSRunnable":
@@ -698,6 +756,43 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
             config.get("configurable") or {}, self.cost_weight, self.max_cost_per_query
         )
 
+    def _plan(self, input: LanguageModelInput, config: RunnableConfig) -> _Plan:
+        """Routes one input (one router forward pass)."""
+        messages = to_messages(input)
+        cw, mc = self._costs(config)
+        (decision,) = self._dispatcher.route([extract_query_text(messages)], cw, mc)
+        return _Plan(decision, messages, mc)
+
+    def _plan_batch(
+        self, inputs: list[Any], configs: list[RunnableConfig], results: list[Any]
+    ) -> list[_Plan | None]:
+        """Routes a batch: one router pass per distinct (cost weight, budget) of the inputs.
+
+        An input that cannot be routed gets its exception in ``results`` and no plan.
+        """
+        messages: list[Any] = [None] * len(inputs)
+        groups: dict[tuple[float | None, float | None], list[tuple[int, str]]] = defaultdict(list)
+        for i, (input_, config) in enumerate(zip(inputs, configs)):
+            try:
+                messages[i] = to_messages(input_)
+                text = extract_query_text(messages[i])
+                costs = self._costs(config)
+            except Exception as e:
+                results[i] = e
+                continue
+            groups[costs].append((i, text))
+        plans: list[_Plan | None] = [None] * len(inputs)
+        for (cw, mc), members in groups.items():
+            try:
+                decisions = self._dispatcher.route([text for _, text in members], cw, mc)
+            except Exception as e:
+                for i, _ in members:
+                    results[i] = e
+                continue
+            for (i, _), decision in zip(members, decisions):
+                plans[i] = _Plan(decision, messages[i], mc)
+        return plans
+
     def _fallback_kwargs(self) -> dict[str, Any]:
         return {
             "max_attempts_per_backend": self.max_attempts,
@@ -715,64 +810,37 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
             None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
         )
 
-    def _child(
-        self, config: RunnableConfig, run_manager: Any, cand: Alternative, prepared: _Prepared, n: int
-    ) -> RunnableConfig:
-        child = patch_config(
-            config,
-            callbacks=run_manager.get_child(tag=f"haps:{cand.backend}"),
-            configurable=prepared.configurable or None,
-        )
-        child["metadata"] = _child_metadata(config, cand, prepared, n)
-        return child
+    def _configure(self, config: RunnableConfig, run_manager: Any, kwargs: dict[str, Any]) -> _Configure:
+        """The backend calls of one run: child runs tagged ``haps:<backend>``, caller's kwargs."""
+
+        def configure(
+            cand: Alternative, prepared: _Prepared, n: int
+        ) -> tuple[RunnableConfig, dict[str, Any]]:
+            child = patch_config(
+                config,
+                callbacks=run_manager.get_child(tag=f"haps:{cand.backend}"),
+                configurable=prepared.configurable or None,
+            )
+            child["metadata"] = _child_metadata(config, cand, prepared, n)
+            return child, _merge_kwargs(kwargs, prepared.kwargs)
+
+        return configure
 
     def _call(
-        self,
-        decision: RoutingDecision,
-        messages: list[BaseMessage],
-        config: RunnableConfig,
-        run_manager: Any,
-        max_cost: float | None,
-        kwargs: dict[str, Any],
+        self, plan: _Plan, config: RunnableConfig, run_manager: Any, kwargs: dict[str, Any]
     ) -> BaseMessage:
-        def call(cand: Alternative, n: int) -> tuple[_Prepared, Any]:
-            prepared = self._dispatcher.prepare(cand, messages)
-            child = self._child(config, run_manager, cand, prepared, n)
-            return prepared, prepared.runnable.invoke(
-                prepared.messages, child, **_merge_kwargs(kwargs, prepared.kwargs)
-            )
-
-        (prepared, output), attempts = call_with_fallback(decision, call, **self._fallback_kwargs())
-        cand = _served(decision, attempts)
-        meta = self._dispatcher.metadata(decision, prepared, cand, attempts, max_cost)
-        return _with_haps(_as_message(output), meta)
+        output, record, _ = self._dispatcher.call(
+            plan, self._configure(config, run_manager, kwargs), _invoke, **self._fallback_kwargs()
+        )
+        return _with_haps(_as_message(output), record)
 
     async def _acall(
-        self,
-        decision: RoutingDecision,
-        messages: list[BaseMessage],
-        config: RunnableConfig,
-        run_manager: Any,
-        max_cost: float | None,
-        kwargs: dict[str, Any],
+        self, plan: _Plan, config: RunnableConfig, run_manager: Any, kwargs: dict[str, Any]
     ) -> BaseMessage:
-        async def call(cand: Alternative, n: int) -> tuple[_Prepared, Any]:
-            prepared = self._dispatcher.prepare(cand, messages)
-            child = self._child(config, run_manager, cand, prepared, n)
-            kw = _merge_kwargs(kwargs, prepared.kwargs)
-            try:
-                output = await prepared.runnable.ainvoke(prepared.messages, child, **kw)
-            except NotImplementedError:
-                # e.g. ChatHuggingFace over a local pipeline has no async path: run it in a thread
-                output = await run_in_executor(
-                    child, prepared.runnable.invoke, prepared.messages, child, **kw
-                )
-            return prepared, output
-
-        (prepared, output), attempts = await acall_with_fallback(decision, call, **self._fallback_kwargs())
-        cand = _served(decision, attempts)
-        meta = self._dispatcher.metadata(decision, prepared, cand, attempts, max_cost)
-        return _with_haps(_as_message(output), meta)
+        output, record, _ = await self._dispatcher.acall(
+            plan, self._configure(config, run_manager, kwargs), _ainvoke, **self._fallback_kwargs()
+        )
+        return _with_haps(_as_message(output), record)
 
     # -- Runnable API ----------------------------------------------------------------------
     def invoke(
@@ -782,10 +850,7 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         config = ensure_config(config)
         run_manager = self._start(input, config)
         try:
-            messages = to_messages(input)
-            cw, mc = self._costs(config)
-            (decision,) = self._dispatcher.route([extract_query_text(messages)], cw, mc)
-            output = self._call(decision, messages, config, run_manager, mc, kwargs)
+            output = self._call(self._plan(input, config), config, run_manager, kwargs)
         except BaseException as e:
             run_manager.on_chain_error(e)
             raise
@@ -799,39 +864,13 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         config = ensure_config(config)
         run_manager = await self._astart(input, config)
         try:
-            messages = to_messages(input)
-            cw, mc = self._costs(config)
-            text = extract_query_text(messages)
-            (decision,) = await run_in_executor(config, self._dispatcher.route, [text], cw, mc)
-            output = await self._acall(decision, messages, config, run_manager, mc, kwargs)
+            plan = await run_in_executor(config, self._plan, input, config)
+            output = await self._acall(plan, config, run_manager, kwargs)
         except BaseException as e:
             await run_manager.on_chain_error(e)
             raise
         await run_manager.on_chain_end(output)
         return output
-
-    def _route_batch(
-        self, inputs: list[Any], configs: list[RunnableConfig], results: list[Any]
-    ) -> tuple[list[Any], list[float | None], list[tuple[list[str], list[int], float | None, float | None]]]:
-        """Per input: messages and budget; inputs grouped by (cost weight, budget) for routing."""
-        messages: list[Any] = [None] * len(inputs)
-        budgets: list[float | None] = [None] * len(inputs)
-        groups: dict[tuple[float | None, float | None], tuple[list[str], list[int]]] = defaultdict(
-            lambda: ([], [])
-        )
-        for i, (input_, config) in enumerate(zip(inputs, configs)):
-            try:
-                messages[i] = to_messages(input_)
-                text = extract_query_text(messages[i])
-                cw, mc = self._costs(config)
-            except Exception as e:
-                results[i] = e
-                continue
-            budgets[i] = mc
-            texts, idx = groups[(cw, mc)]
-            texts.append(text)
-            idx.append(i)
-        return messages, budgets, [(t, i, cw, mc) for (cw, mc), (t, i) in groups.items()]
 
     def batch(
         self,
@@ -852,30 +891,24 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         configs = get_config_list(config, len(inputs))
         run_managers = [self._start(x, c) for x, c in zip(inputs, configs)]
         results: list[Any] = [None] * len(inputs)
-        decisions: list[RoutingDecision | None] = [None] * len(inputs)
-        messages, budgets, groups = self._route_batch(inputs, configs, results)
-        for texts, idx, cw, mc in groups:
-            try:
-                for i, d in zip(idx, self._dispatcher.route(texts, cw, mc)):
-                    decisions[i] = d
-            except Exception as e:
-                for i in idx:
-                    results[i] = e
+        plans = self._plan_batch(inputs, configs, results)
 
         def run(i: int) -> None:
-            decision = decisions[i]
-            if decision is None:
+            if (plan := plans[i]) is None:
                 return
             try:
-                results[i] = self._call(
-                    decision, messages[i], configs[i], run_managers[i], budgets[i], kwargs
-                )
+                results[i] = self._call(plan, configs[i], run_managers[i], kwargs)
             except Exception as e:
                 results[i] = e
 
         with get_executor_for_config(configs[0]) as executor:
             list(executor.map(run, range(len(inputs))))
-        return _finish_batch(results, run_managers, return_exceptions)
+        for result, run_manager in zip(results, run_managers):
+            if isinstance(result, Exception):
+                run_manager.on_chain_error(result)
+            else:
+                run_manager.on_chain_end(result)
+        return _raise_or_return(results, return_exceptions)
 
     async def abatch(
         self,
@@ -891,25 +924,13 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         configs = get_config_list(config, len(inputs))
         run_managers = [await self._astart(x, c) for x, c in zip(inputs, configs)]
         results: list[Any] = [None] * len(inputs)
-        decisions: list[RoutingDecision | None] = [None] * len(inputs)
-        messages, budgets, groups = self._route_batch(inputs, configs, results)
-        for texts, idx, cw, mc in groups:
-            try:
-                routed = await run_in_executor(configs[0], self._dispatcher.route, texts, cw, mc)
-                for i, d in zip(idx, routed):
-                    decisions[i] = d
-            except Exception as e:
-                for i in idx:
-                    results[i] = e
+        plans = await run_in_executor(configs[0], self._plan_batch, inputs, configs, results)
 
         async def run(i: int) -> None:
-            decision = decisions[i]
-            if decision is None:
+            if (plan := plans[i]) is None:
                 return
             try:
-                results[i] = await self._acall(
-                    decision, messages[i], configs[i], run_managers[i], budgets[i], kwargs
-                )
+                results[i] = await self._acall(plan, configs[i], run_managers[i], kwargs)
             except Exception as e:
                 results[i] = e
 
@@ -938,37 +959,16 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         final: Any = None
         iterator: Any = None
         try:
-            messages = to_messages(input)
-            cw, mc = self._costs(config)
-            (decision,) = self._dispatcher.route([extract_query_text(messages)], cw, mc)
-
-            def call(cand: Alternative, n: int) -> tuple[_Prepared, Any, Any]:
-                prepared = self._dispatcher.prepare(cand, messages)
-                child = self._child(config, run_manager, cand, prepared, n)
-                it = iter(
-                    prepared.runnable.stream(
-                        prepared.messages, child, **_merge_kwargs(kwargs, prepared.kwargs)
-                    )
-                )
-                return prepared, next(it, None), it
-
-            (prepared, first, iterator), attempts = call_with_fallback(
-                decision, call, **self._fallback_kwargs()
+            plan = self._plan(input, config)
+            configure = self._configure(config, run_manager, kwargs)
+            (first, iterator), record, attempts = self._dispatcher.call(
+                plan, configure, _open_stream, **self._fallback_kwargs()
             )
-            cand = _served(decision, attempts)
             if first is not None:
-                first = _with_haps(first, self._dispatcher.metadata(decision, prepared, cand, attempts, mc))
-                final = first
-                yield first
-                while True:
-                    try:
-                        chunk = next(iterator)
-                    except StopIteration:
-                        break
-                    except Exception as exc:
-                        raise _interrupted(cand, final, attempts, exc) from exc
-                    final = _add(final, chunk)
-                    yield chunk
+                relay = _Relay(iterator, attempts, _with_haps(first, record))
+                yield relay.partial
+                yield from relay
+                final = relay.partial
         except BaseException as e:
             if iterator is not None:
                 _close(iterator)
@@ -985,40 +985,17 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         final: Any = None
         iterator: Any = None
         try:
-            messages = to_messages(input)
-            cw, mc = self._costs(config)
-            text = extract_query_text(messages)
-            (decision,) = await run_in_executor(config, self._dispatcher.route, [text], cw, mc)
-
-            async def call(cand: Alternative, n: int) -> tuple[_Prepared, Any, Any]:
-                prepared = self._dispatcher.prepare(cand, messages)
-                child = self._child(config, run_manager, cand, prepared, n)
-                it = prepared.runnable.astream(
-                    prepared.messages, child, **_merge_kwargs(kwargs, prepared.kwargs)
-                )
-                try:
-                    first = await it.__anext__()
-                except StopAsyncIteration:
-                    first = None
-                return prepared, first, it
-
-            (prepared, first, iterator), attempts = await acall_with_fallback(
-                decision, call, **self._fallback_kwargs()
+            plan = await run_in_executor(config, self._plan, input, config)
+            configure = self._configure(config, run_manager, kwargs)
+            (first, iterator), record, attempts = await self._dispatcher.acall(
+                plan, configure, _aopen_stream, **self._fallback_kwargs()
             )
-            cand = _served(decision, attempts)
             if first is not None:
-                first = _with_haps(first, self._dispatcher.metadata(decision, prepared, cand, attempts, mc))
-                final = first
-                yield first
-                while True:
-                    try:
-                        chunk = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    except Exception as exc:
-                        raise _interrupted(cand, final, attempts, exc) from exc
-                    final = _add(final, chunk)
+                relay = _Relay(iterator, attempts, _with_haps(first, record))
+                yield relay.partial
+                async for chunk in relay:
                     yield chunk
+                final = relay.partial
         except BaseException as e:
             if iterator is not None:
                 await _aclose(iterator)
@@ -1027,27 +1004,12 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
         await run_manager.on_chain_end(final)
 
 
-def _served(decision: RoutingDecision, attempts: Sequence[Attempt]) -> Alternative:
-    """The candidate that succeeded: the last attempt's backend (one candidate per backend)."""
-    backend = attempts[-1].backend
-    return next(c for c in fallback_order(decision) if c.backend == backend)
-
-
 def _raise_or_return(results: list[Any], return_exceptions: bool) -> list[Any]:
     if not return_exceptions:
         for r in results:
             if isinstance(r, Exception):
                 raise r
     return results
-
-
-def _finish_batch(results: list[Any], run_managers: list[Any], return_exceptions: bool) -> list[Any]:
-    for result, run_manager in zip(results, run_managers):
-        if isinstance(result, Exception):
-            run_manager.on_chain_error(result)
-        else:
-            run_manager.on_chain_end(result)
-    return _raise_or_return(results, return_exceptions)
 
 
 # -- ChatHAPS -------------------------------------------------------------------------------------
@@ -1121,9 +1083,9 @@ class ChatHAPS(BaseChatModel):
     backends: dict[str, Any]
     model_name: str = Field(default="haps", alias="model")
     """A name for this router in traces (``ls_model_name``)."""
-    cost_weight: float | None = None
+    cost_weight: _OptionalCost = None
     """Lambda: quality points per USD (>= 0); None uses the router's default."""
-    max_cost_per_query: float | None = None
+    max_cost_per_query: _OptionalCost = None
     """USD budget per query; the router calibrates a cost weight from it."""
     prompt_styles: dict[str, str] | None = None
     """Style name -> system-message text, overriding or extending the router's."""
@@ -1141,7 +1103,7 @@ class ChatHAPS(BaseChatModel):
     """Unused: accepted for interface compatibility; each backend holds its own credentials."""
     streaming: bool = False
     """Whether to stream from the backend even on ``invoke``."""
-    max_backends: int | None = None
+    max_backends: _MaxBackends = None
     """How many distinct backends to try per call (None: every backend in the decision)."""
     forwards_kwargs: list[str] = Field(default_factory=list)
     """Backends whose invoke forwards unknown keyword arguments into the model request."""
@@ -1151,21 +1113,6 @@ class ChatHAPS(BaseChatModel):
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
     _dispatcher: _Dispatcher = PrivateAttr()
-
-    @field_validator("cost_weight")
-    @classmethod
-    def _check_cost_weight(cls, value: Any) -> float | None:
-        return _check_optional_cost(value, "cost_weight")
-
-    @field_validator("max_cost_per_query")
-    @classmethod
-    def _check_max_cost(cls, value: Any) -> float | None:
-        return _check_optional_cost(value, "max_cost_per_query")
-
-    @field_validator("max_backends")
-    @classmethod
-    def _check_max_backends(cls, value: int | None) -> int | None:
-        return _check_max_backends(value)
 
     @field_validator("max_retries")
     @classmethod
@@ -1223,9 +1170,7 @@ class ChatHAPS(BaseChatModel):
         return self._dispatcher.check()
 
     # -- internals -------------------------------------------------------------------------
-    def _plan(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[RoutingDecision, float | None, dict[str, Any]]:
+    def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[_Plan, dict[str, Any]]:
         """Routes ``messages``; pops HAPS's own per-call kwargs from ``kwargs``.
 
         ``model=<backend name>`` (the standard per-call model override) pins that backend: HAPS
@@ -1238,18 +1183,23 @@ class ChatHAPS(BaseChatModel):
         (decision,) = self._dispatcher.route([extract_query_text(messages)], cw, mc)
         if model is not None and model != self.model_name:
             decision = _pin_backend(decision, model, sorted(self.backends))
-        return decision, mc, kwargs
+        return _Plan(decision, messages, mc), kwargs
 
-    def _backend_call_args(
-        self, prepared: _Prepared, cand: Alternative, n: int, stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[RunnableConfig, dict[str, Any]]:
-        config: RunnableConfig = {"callbacks": [], "metadata": _child_metadata({}, cand, prepared, n)}
-        if prepared.configurable:
-            config["configurable"] = dict(prepared.configurable)
-        kw = _merge_kwargs(kwargs, prepared.kwargs)
-        if (stop := stop or self.stop) is not None:
-            kw["stop"] = stop
-        return config, kw
+    def _configure(self, stop: list[str] | None, kwargs: dict[str, Any]) -> _Configure:
+        """The backend calls of one run: no callbacks (a chat-model run is a leaf), caller's kwargs."""
+
+        def configure(
+            cand: Alternative, prepared: _Prepared, n: int
+        ) -> tuple[RunnableConfig, dict[str, Any]]:
+            config: RunnableConfig = {"callbacks": [], "metadata": _child_metadata({}, cand, prepared, n)}
+            if prepared.configurable:
+                config["configurable"] = dict(prepared.configurable)
+            kw = _merge_kwargs(kwargs, prepared.kwargs)
+            if (stop_ := stop or self.stop) is not None:
+                kw["stop"] = stop_
+            return config, kw
+
+        return configure
 
     def _fallback_kwargs(self) -> dict[str, Any]:
         return {
@@ -1265,24 +1215,11 @@ class ChatHAPS(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision, mc, kwargs = self._plan(messages, kwargs)
-
-        def call(cand: Alternative, n: int) -> tuple[_Prepared, Any]:
-            prepared = self._dispatcher.prepare(cand, messages)
-            config, kw = self._backend_call_args(prepared, cand, n, stop, kwargs)
-            return prepared, prepared.runnable.invoke(prepared.messages, config, **kw)
-
-        (prepared, output), attempts = call_with_fallback(decision, call, **self._fallback_kwargs())
-        meta = self._dispatcher.metadata(decision, prepared, _served(decision, attempts), attempts, mc)
-        return ChatResult(
-            generations=[
-                ChatGeneration(
-                    message=_with_haps(
-                        _as_message(output), meta, clear_id=True, model_name=attempts[-1].backend
-                    )
-                )
-            ]
+        plan, kwargs = self._plan(messages, kwargs)
+        output, record, attempts = self._dispatcher.call(
+            plan, self._configure(stop, kwargs), _invoke, **self._fallback_kwargs()
         )
+        return _chat_result(output, record, attempts)
 
     async def _agenerate(
         self,
@@ -1291,32 +1228,11 @@ class ChatHAPS(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision, mc, kwargs = await run_in_executor(
-            None, self._plan, messages, kwargs
-        )  # router off the loop
-
-        async def call(cand: Alternative, n: int) -> tuple[_Prepared, Any]:
-            prepared = self._dispatcher.prepare(cand, messages)
-            config, kw = self._backend_call_args(prepared, cand, n, stop, kwargs)
-            try:
-                output = await prepared.runnable.ainvoke(prepared.messages, config, **kw)
-            except NotImplementedError:
-                output = await run_in_executor(
-                    None, prepared.runnable.invoke, prepared.messages, config, **kw
-                )
-            return prepared, output
-
-        (prepared, output), attempts = await acall_with_fallback(decision, call, **self._fallback_kwargs())
-        meta = self._dispatcher.metadata(decision, prepared, _served(decision, attempts), attempts, mc)
-        return ChatResult(
-            generations=[
-                ChatGeneration(
-                    message=_with_haps(
-                        _as_message(output), meta, clear_id=True, model_name=attempts[-1].backend
-                    )
-                )
-            ]
+        plan, kwargs = await run_in_executor(None, self._plan, messages, kwargs)  # router off the loop
+        output, record, attempts = await self._dispatcher.acall(
+            plan, self._configure(stop, kwargs), _ainvoke, **self._fallback_kwargs()
         )
+        return _chat_result(output, record, attempts)
 
     def _stream(
         self,
@@ -1325,19 +1241,19 @@ class ChatHAPS(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        decision, mc, kwargs = self._plan(messages, kwargs)
-
-        def call(cand: Alternative, n: int) -> tuple[_Prepared, Any, Any]:
-            prepared = self._dispatcher.prepare(cand, messages)
-            config, kw = self._backend_call_args(prepared, cand, n, stop, kwargs)
-            it = iter(prepared.runnable.stream(prepared.messages, config, **kw))
-            return prepared, next(it, None), it
-
-        (prepared, first, iterator), attempts = call_with_fallback(decision, call, **self._fallback_kwargs())
-        cand = _served(decision, attempts)
-        meta = self._dispatcher.metadata(decision, prepared, cand, attempts, mc)
+        plan, kwargs = self._plan(messages, kwargs)
+        (first, iterator), record, attempts = self._dispatcher.call(
+            plan, self._configure(stop, kwargs), _open_stream, **self._fallback_kwargs()
+        )
         try:
-            yield from _relay(first, iterator, meta, cand, attempts)
+            if first is None:
+                yield _empty_stream(record)
+                return
+            relay = _Relay(iterator, attempts, _with_haps(first, record, clear_id=True), clear_id=True)
+            yield ChatGenerationChunk(message=relay.partial)
+            for chunk in relay:
+                yield ChatGenerationChunk(message=chunk)
+            yield from _closing_chunk(relay.last, relay.partial, attempts[-1].backend)
         finally:
             _close(iterator)
 
@@ -1348,71 +1264,33 @@ class ChatHAPS(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        decision, mc, kwargs = await run_in_executor(
-            None, self._plan, messages, kwargs
-        )  # router off the loop
-
-        async def call(cand: Alternative, n: int) -> tuple[_Prepared, Any, Any]:
-            prepared = self._dispatcher.prepare(cand, messages)
-            config, kw = self._backend_call_args(prepared, cand, n, stop, kwargs)
-            it = prepared.runnable.astream(prepared.messages, config, **kw)
-            try:
-                first = await it.__anext__()
-            except StopAsyncIteration:
-                first = None
-            return prepared, first, it
-
-        (prepared, first, iterator), attempts = await acall_with_fallback(
-            decision, call, **self._fallback_kwargs()
+        plan, kwargs = await run_in_executor(None, self._plan, messages, kwargs)  # router off the loop
+        (first, iterator), record, attempts = await self._dispatcher.acall(
+            plan, self._configure(stop, kwargs), _aopen_stream, **self._fallback_kwargs()
         )
-        cand = _served(decision, attempts)
-        meta = self._dispatcher.metadata(decision, prepared, cand, attempts, mc)
         try:
             if first is None:
-                yield _last_chunk(AIMessageChunk(content="", response_metadata={"haps": meta}))
+                yield _empty_stream(record)
                 return
-            chunk = _with_haps(first, meta, clear_id=True)
-            partial = chunk
-            yield ChatGenerationChunk(message=chunk)
-            while True:
-                try:
-                    chunk = (await iterator.__anext__()).model_copy(update={"id": None})
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise _interrupted(cand, partial, attempts, exc) from exc
-                partial = _add(partial, chunk)
+            relay = _Relay(iterator, attempts, _with_haps(first, record, clear_id=True), clear_id=True)
+            yield ChatGenerationChunk(message=relay.partial)
+            async for chunk in relay:
                 yield ChatGenerationChunk(message=chunk)
-            for closing in _closing_chunk(chunk, partial, cand.backend):
+            for closing in _closing_chunk(relay.last, relay.partial, attempts[-1].backend):
                 yield closing
         finally:
             await _aclose(iterator)
 
 
-def _relay(
-    first: Any, iterator: Iterator[Any], meta: dict[str, Any], cand: Alternative, attempts: list[Attempt]
-) -> Iterator[ChatGenerationChunk]:
-    """Passes a backend's chunks on as they come (ids cleared, decision on the first one).
+def _chat_result(output: Any, record: dict[str, Any], attempts: list[Attempt]) -> ChatResult:
+    """A backend's output as this chat model's result (this run's id, the decision attached)."""
+    message = _with_haps(_as_message(output), record, clear_id=True, model_name=attempts[-1].backend)
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
-    If the backend did not mark its last chunk, an empty ``chunk_position="last"`` chunk ends the
-    stream, as `BaseChatModel.stream` does.
-    """
-    if first is None:
-        yield _last_chunk(AIMessageChunk(content="", response_metadata={"haps": meta}))
-        return
-    chunk = _with_haps(first, meta, clear_id=True)
-    partial = chunk
-    yield ChatGenerationChunk(message=chunk)
-    while True:
-        try:
-            chunk = next(iterator).model_copy(update={"id": None})
-        except StopIteration:
-            break
-        except Exception as exc:
-            raise _interrupted(cand, partial, attempts, exc) from exc
-        partial = _add(partial, chunk)
-        yield ChatGenerationChunk(message=chunk)
-    yield from _closing_chunk(chunk, partial, cand.backend)
+
+def _empty_stream(record: dict[str, Any]) -> ChatGenerationChunk:
+    """The one chunk of a stream whose backend sent nothing: empty, with the decision."""
+    return _last_chunk(AIMessageChunk(content="", response_metadata={"haps": record}))
 
 
 def _closing_chunk(last: Any, partial: Any, backend: str) -> Iterator[ChatGenerationChunk]:
