@@ -206,6 +206,18 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+def _share_permissions(folder: Path) -> None:
+    """Gives the checkpoint ordinary permissions (mkdtemp makes it private, 0700).
+
+    A checkpoint is read by other users and processes (a shipped package, a shared cache), so
+    folders get 0755 and files 0644, less the process umask.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o755 if path.is_dir() else 0o644) & ~umask)
+
+
 def save_router(router: HAPSRouter, directory: str | os.PathLike[str], repo_id: str | None = None) -> Path:
     """Writes the checkpoint atomically: into a temporary sibling folder, then renamed into place.
 
@@ -261,6 +273,7 @@ def save_router(router: HAPSRouter, directory: str | os.PathLike[str], repo_id: 
                 raise CheckpointError(msg)
             inner.model.save_pretrained(tmp / ENCODER_DIR)
             inner.tokenizer.save_pretrained(tmp / ENCODER_DIR)
+        _share_permissions(tmp)
         _fsync_tree(tmp)
         if target.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
