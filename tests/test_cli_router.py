@@ -113,3 +113,19 @@ def test_eval_router_with_ablations(setup, capsys):
     for name in ("haps", "flat", "no-pgn", "model-only", "paired bootstrap haps vs linear"):
         assert name in text
     assert "dev fraction 0.3" in text  # the split the router held out
+
+
+def test_shipped_default_router_routes_offline(capsys, monkeypatch):
+    """The router shipped in the package loads by name with the Hub off and routes a query."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["route", "--query", "What is the capital of Australia?", "--cost-weight", "0,1000"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 2
+    from haps_core.model import HAPSRouter
+
+    router = HAPSRouter.from_pretrained("haps-default")
+    names = router.space.backend_names
+    assert all(x["backend"] in names for x in lines)
+    # a high cost weight never picks a pricier action than cost weight 0 does
+    assert lines[1]["predicted_cost"] <= lines[0]["predicted_cost"]
+    assert router.training_summary["heldout"] == {"fraction": 0.2, "seed": 0}
