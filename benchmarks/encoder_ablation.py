@@ -10,6 +10,8 @@ bootstrap, and prints one table:
 - training time of each (embeddings cached; the first run embeds once);
 - for the default configuration, 3 training seeds: mean +- std of AIQ, GR, saving, saving@95.
 
+Every variant uses the same ensemble size (`--members`, default 1: affordable on 2 CPU cores).
+
 Usage: python benchmarks/encoder_ablation.py [--quick] [--skip-finetune] [--json out.json]
 """
 
@@ -39,6 +41,13 @@ def main() -> None:
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--json", default=None)
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="ensemble size of every variant (1 keeps the ablation affordable on a CPU; "
+        "the shipped router uses 5)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -68,8 +77,8 @@ def main() -> None:
             encoder = embedding_encoder(None if name == "minilm" else name)
         features = features_for(encoder, log.queries, structural)
         embed_s = time.perf_counter() - start
-        cfg = RouterConfig(embed_dim=encoder.dim, use_structural=structural)
-        tc = TrainingConfig(progress=False, epochs=6 if fine_tune else 60, patience=2 if fine_tune else 8)
+        cfg = RouterConfig(embed_dim=encoder.dim, use_structural=structural, members=args.members)
+        tc = TrainingConfig(progress=False, epochs=4 if fine_tune else 60, patience=2 if fine_tune else 8)
         t0 = time.perf_counter()
         router = fit_router(log, encoder, features, train, cfg, tc, fine_tune=fine_tune)
         train_s = time.perf_counter() - t0
