@@ -16,7 +16,10 @@ Objective per batch of queries (ARCHITECTURE section 1, item 4):
 
 Early stopping watches the decision quality on a held-out part of the training queries: the
 realised reward of the router's choice among each query's observed actions, averaged over a grid
-of cost weights. Training is seeded and deterministic on CPU; on CUDA it uses bf16 autocast.
+of cost weights. Training is seeded and deterministic on CPU; on CUDA it uses bf16 autocast and
+pinned host memory for the per-batch outcome tensors. Under torchrun (see
+`haps_core.distributed`) each rank trains on its slice of every global batch, gradients are
+averaged across ranks, and early stopping follows rank 0.
 """
 
 import abc
@@ -31,7 +34,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils import clip_grad_norm_
 
+from haps_core import distributed as ddp
 from haps_core.decision import cost_weight_grid
 from haps_core.encoders import resolve_device
 from haps_core.logs import OutcomeTable, split_queries
@@ -127,12 +132,23 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+def _to_device(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A host array on `device`; on CUDA through pinned memory with a non-blocking copy, so
+    the copy of one batch's outcomes overlaps the GPU work already queued."""
+    if device.type != "cuda":
+        return torch.as_tensor(array, dtype=dtype, device=device)
+    return torch.as_tensor(array, dtype=dtype).pin_memory().to(device, non_blocking=True)
+
+
 def _batch_tensors(
     table: OutcomeTable, query_idx: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     score, cost, mask = table.dense(query_idx)
-    to = lambda a, dt=torch.float32: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
-    return to(score), to(cost), to(mask, torch.bool)
+    return (
+        _to_device(score, torch.float32, device),
+        _to_device(cost, torch.float32, device),
+        _to_device(mask, torch.bool, device),
+    )
 
 
 def policy_loss(
@@ -427,16 +443,21 @@ def _train_member(
     provider: "FeatureProvider | None" = None,
 ) -> dict[str, Any]:
     seed = config.seed + 1000 * member
-    torch.manual_seed(seed)
+    rank, world = ddp.get_rank(), ddp.get_world_size()
+    # Dropout and policy samples differ between ranks (they see different queries); the
+    # shuffle generator `gen` is the same everywhere, so all ranks agree on the global batches.
+    torch.manual_seed(seed + 100_003 * rank)
     net = router.members[member]
     provider = provider or FrozenFeatures(features)
     if config.skip_warmup_steps:
         _warm_up_skip(router, member, provider.features(fit_q, grad=False), table, fit_q, config, device)
     groups = [{"params": list(net.parameters()), "lr": config.lr}]
     groups += provider.param_groups()
+    params = [p for g in groups for p in g["params"]]
+    ddp.broadcast_parameters(params)  # every rank starts from rank 0's weights
     opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    sample_gen = torch.Generator(device=device).manual_seed(seed)
+    sample_gen = torch.Generator(device=device).manual_seed(seed + 100_003 * rank)
     positive = weights[weights > 0]
     log_lo, log_hi = (math.log(positive.min()), math.log(positive.max())) if positive.size else (0.0, 0.0)
     amp = device.type == "cuda"
@@ -449,7 +470,22 @@ def _train_member(
         order = fit_q[torch.randperm(len(fit_q), generator=gen).numpy()]
         sums = {"supervised": 0.0, "policy": 0.0, "n": 0}
         for s in range(0, len(order), config.batch_size):
-            batch = order[s : s + config.batch_size]
+            global_batch = order[s : s + config.batch_size]
+            batch = ddp.shard_batch(global_batch, rank, world)
+            # Drawn before any rank-dependent work, so `gen` stays in step on every rank.
+            lam = 0.0
+            if (
+                config.policy_weight > 0
+                and positive.size
+                and float(torch.rand((), generator=gen)) >= config.zero_lambda_prob
+            ):
+                lam = math.exp(log_lo + (log_hi - log_lo) * float(torch.rand((), generator=gen)))
+            opt.zero_grad(set_to_none=True)
+            if len(batch) == 0:  # a last global batch smaller than the world: nothing here
+                ddp.all_reduce_gradients(params)
+                clip_grad_norm_(params, 5.0)
+                opt.step()
+                continue
             score, cost, mask = _batch_tensors(table, batch, device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 q_logit, log_c = router(provider.features(batch, grad=True), member=member)
@@ -460,9 +496,6 @@ def _train_member(
             loss = loss_sup
             loss_pol = torch.zeros((), device=device)
             if config.policy_weight > 0:
-                lam = 0.0
-                if positive.size and float(torch.rand((), generator=gen)) >= config.zero_lambda_prob:
-                    lam = math.exp(log_lo + (log_hi - log_lo) * float(torch.rand((), generator=gen)))
                 pred_cost = torch.exp(log_c) if table.has_cost else torch.zeros_like(log_c)
                 utility = torch.sigmoid(q_logit) - lam * pred_cost
                 loss_pol, entropy = policy_loss(
@@ -474,23 +507,31 @@ def _train_member(
                     sample_gen,
                 )
                 loss = loss + config.policy_weight * loss_pol - config.entropy_weight * entropy
-            opt.zero_grad(set_to_none=True)
+            if world > 1:  # averaged over ranks below: weight this slice by its share
+                loss = loss * ddp.gradient_scale(len(batch), len(global_batch), world)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
+            ddp.all_reduce_gradients(params)
+            clip_grad_norm_(params, 5.0)
             opt.step()
             sums["supervised"] += float(loss_sup.detach()) * len(batch)
             sums["policy"] += float(loss_pol.detach()) * len(batch)
             sums["n"] += len(batch)
+        if world > 1:
+            sums["supervised"], sums["policy"], sums["n"] = ddp.all_reduce_sum(
+                [sums["supervised"], sums["policy"], sums["n"]]
+            )
         x_stop = provider.features(stop_q, grad=False)
         regret = dev_regret(router, x_stop, table, stop_q, weights, member)
         held = dev_loss(router, x_stop, table, stop_q, config.cost_loss_weight, member)
+        if world > 1:  # rank 0 decides: every rank stops at the same epoch
+            regret, held = ddp.broadcast_value([regret, held])
         score_dev = held if config.stop_on == "loss" else regret
         history.append(
             {
                 "member": member,
                 "epoch": epoch + 1,
-                "supervised": sums["supervised"] / sums["n"],
-                "policy": sums["policy"] / sums["n"],
+                "supervised": sums["supervised"] / max(sums["n"], 1),
+                "policy": sums["policy"] / max(sums["n"], 1),
                 "dev_loss": held,
                 "dev_regret": regret,
             }
@@ -542,6 +583,8 @@ def train_router(
     start = time.perf_counter()
     _seed_everything(config.seed)
     device = resolve_device(config.device)
+    if device.type == "cuda" and ddp.is_distributed():
+        device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
     train_queries = np.asarray(train_queries, dtype=np.int64)
     train_queries = train_queries[np.diff(table.indptr)[train_queries] > 0]
     if len(train_queries) < 2:
@@ -554,7 +597,7 @@ def train_router(
     features_dev = features.to(device)
     weights = _cost_weight_range(table)
     n_members = len(router.members)
-    show = config.progress and sys.stderr.isatty()
+    show = config.progress and sys.stderr.isatty() and ddp.is_main_process()
 
     def progress(member: int, epoch: int, row: dict[str, float]) -> None:
         if show:

@@ -1,0 +1,119 @@
+"""The opt-in speed paths of haps_core.speed give what the plain paths give.
+
+- fused router heads == HAPSRouter.forward (every architecture, 1 and several members, chunks);
+- fast_decide == HAPSRouter.decide (decisions and runner-ups, ties included);
+- optimize_encoder: same encoder id, its own cache fingerprint, embeddings close to float32.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from haps_core.catalog import Action, RoutingSpace
+from haps_core.encoders import CachedEncoder, load_encoder
+from haps_core.model import HAPSRouter, RouterConfig
+from haps_core.speed import bf16_supported, fast_decide, fuse_heads, optimize_encoder
+from tests.tiny_models import make_tiny_bert
+
+
+def _space() -> RoutingSpace:
+    actions = [Action.make("solo", temperature=0.0, prompt_style="answer_only")]
+    actions += [
+        Action.make(b, temperature=t, prompt_style=s)
+        for b in ("a", "b")
+        for t in (0.0, 0.7, 1.0)
+        for s in ("cot", "answer_only")
+    ]
+    return RoutingSpace.from_actions(actions, {"a": (0.5, 1.5), "b": (3.0, 15.0), "solo": (0.1, 0.2)})
+
+
+def _router(arch: str, members: int, seed: int = 0) -> HAPSRouter:
+    torch.manual_seed(seed)
+    space = _space()
+    cfg = RouterConfig(embed_dim=12, hidden=24, members=members, architecture=arch, pgn_hidden=5)
+    router = HAPSRouter(space, cfg, torch.randn(2, 12))
+    with torch.no_grad():  # move every weight off its initialisation (zeros included)
+        for p in router.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        router.feature_mean.normal_()
+        router.feature_std.uniform_(0.5, 2.0)
+    return router.eval()
+
+
+@pytest.mark.parametrize("arch", ["haps", "flat", "no_pgn"])
+@pytest.mark.parametrize("members", [1, 3])
+def test_fused_heads_match_the_router(arch, members):
+    router = _router(arch, members)
+    x = torch.randn(37, router.config.input_dim)
+    fused = fuse_heads(router, chunk_size=8)  # several chunks, the last one partial
+    with torch.no_grad():
+        q0, c0 = router(x)
+        q1, c1 = fused(x)
+    # float32 rounding only (the weights here are large on purpose, so logits are too)
+    torch.testing.assert_close(q1, q0, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(c1, c0, atol=1e-4, rtol=1e-4)
+    quality, cost = fused.predict_features(x.numpy())
+    ref_q, ref_c = router.predict_features(x)
+    np.testing.assert_allclose(quality, ref_q, atol=1e-4)
+    np.testing.assert_allclose(cost, ref_c, rtol=1e-4)
+    # a snapshot: training the router afterwards does not change the fused heads
+    with torch.no_grad():
+        next(router.parameters()).add_(1.0)
+    q2, _ = fused(x)
+    torch.testing.assert_close(q2, q1)
+
+
+def test_fused_heads_reject_a_bad_chunk_size():
+    with pytest.raises(ValueError, match="chunk_size"):
+        fuse_heads(_router("haps", 1), chunk_size=0)
+
+
+def test_fast_decide_matches_decide():
+    router = _router("haps", 2)
+    rng = np.random.default_rng(0)
+    n_a = len(router.space)
+    quality, cost = rng.random((50, n_a)), rng.random((50, n_a)) * 1e-2
+    for q, c in ((quality, cost), (np.round(quality, 1), np.round(cost, 3))):  # ties too
+        for w in (0.0, 3.0, 1e4):
+            for n in (0, 1, 3, 6, 50):
+                assert fast_decide(router, q, c, w, n) == router.decide(q, c, w, n)
+    with pytest.raises(ValueError, match="cost_weight"):
+        fast_decide(router, quality, cost, -1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    return load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert"), hidden=64)), device="cpu")
+
+
+def test_int8_encoder_keeps_id_changes_fingerprint_and_stays_close(tiny_encoder, tmp_path):
+    texts = ["the cat sat on the mat", "a cheap router query", "model dog"]
+    ref = tiny_encoder.encode(texts)
+    fast = optimize_encoder(tiny_encoder, "int8")
+    assert fast.encoder_id == tiny_encoder.encoder_id and fast.dim == tiny_encoder.dim
+    assert fast.fingerprint != tiny_encoder.fingerprint and "int8" in fast.fingerprint
+    got = fast.encode(texts)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    assert float((got * ref).sum(1).min()) > 0.9
+    assert tiny_encoder.model is not fast.model  # the original is untouched
+    quantized = [m for m in fast.model.modules() if "quantized.dynamic" in type(m).__module__]
+    assert quantized and all(type(m).__name__ == "Linear" for m in quantized)
+    # an embedding cache keeps int8 and float32 vectors apart
+    assert CachedEncoder(fast, tmp_path).directory != CachedEncoder(tiny_encoder, tmp_path).directory
+    with pytest.raises(ValueError, match="already optimised"):
+        optimize_encoder(fast, "bf16")
+    with pytest.raises(ValueError, match="precision"):
+        optimize_encoder(tiny_encoder, "fp8")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="HFEncoder"):
+        optimize_encoder(CachedEncoder(tiny_encoder, tmp_path), "int8")  # type: ignore[arg-type]
+
+
+def test_bf16_encoder_where_the_cpu_has_it(tiny_encoder, monkeypatch):
+    texts = ["the cat sat on the mat", "a cheap router query"]
+    if bf16_supported():
+        fast = optimize_encoder(tiny_encoder, "bf16")
+        assert next(fast.model.parameters()).dtype == torch.bfloat16
+        assert float((fast.encode(texts) * tiny_encoder.encode(texts)).sum(1).min()) > 0.99
+    monkeypatch.setattr("haps_core.speed.bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="no native bfloat16"):
+        optimize_encoder(tiny_encoder, "bf16")
