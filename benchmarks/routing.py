@@ -5,9 +5,9 @@ forward pass alone (the floor no router on this encoder can go under):
 
 - single query, per query: tokenize, encoder forward (the floor), encode (``featurize``: the
   tokenizer, the forward pass, pooling and the structural text features), router heads
-  (``predict_features``) and the fused heads of `haps_core.speed`, decision (``decide``) and
-  `speed.fast_decide`, and whole routing paths: ``route()``, fused heads + fast decide, and
-  the same with a bf16 or int8 encoder; p50/p95/p99, each beside its multiple of the floor;
+  (``predict_features``: the fused path of `haps_core.speed`) beside the plain, unfused
+  ``forward`` they replace, decision (``decide``), and whole routing paths: ``route()`` and the
+  same with a bf16 or int8 encoder; p50/p95/p99, each beside its multiple of the floor;
 - batched throughput of every path at batch 1, 8, 64, 256, beside the encoder's own;
 - peak RSS;
 - what bf16 weights, dynamic int8 quantisation, ``torch.compile`` and the embedding cache buy:
@@ -49,7 +49,7 @@ from haps_core.decision import cost_weight_grid
 from haps_core.encoders import CachedEncoder, HFEncoder
 from haps_core.features import structural_features
 from haps_core.model import HAPSRouter
-from haps_core.speed import FusedRouterHeads, bf16_supported, fast_decide, fuse_heads, optimize_encoder
+from haps_core.speed import bf16_supported, optimize_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 8, 64, 256)
@@ -154,24 +154,28 @@ def features_with(enc: Any, texts: list[str], use_structural: bool) -> torch.Ten
     return emb
 
 
-def fast_route(
-    router: HAPSRouter, fused: FusedRouterHeads, enc: Any, texts: list[str], weight: float
-) -> list[Any]:
-    """`route()` with the proposed changes: fused heads + fast_decide (and any encoder)."""
-    quality, cost = fused.predict_features(features_with(enc, texts, router.config.use_structural))
-    return fast_decide(router, quality, cost, weight)
+def route_with(router: HAPSRouter, enc: Any, texts: list[str], weight: float) -> list[Any]:
+    """What `route()` does, through another encoder (an optimised copy of the router's)."""
+    quality, cost = router.predict_features(features_with(enc, texts, router.config.use_structural))
+    return router.decide(quality, cost, weight)
+
+
+@torch.no_grad()
+def unfused_heads(router: HAPSRouter, feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The plain ensemble forward pass (members one by one) that the fused path replaces."""
+    q, c = router(feats)
+    return torch.sigmoid(q).numpy(), torch.exp(c).numpy()
 
 
 def pipelines(
-    router: HAPSRouter, enc: HFEncoder, fused: FusedRouterHeads, fast_encoders: dict[str, Any], weight: float
+    router: HAPSRouter, enc: HFEncoder, fast_encoders: dict[str, Any], weight: float
 ) -> dict[str, Callable[[list[str]], Any]]:
     """The end-to-end routing paths compared, by name."""
     out: dict[str, Callable[[list[str]], Any]] = {
         "route()": lambda b: router.route(b, cost_weight=weight),
-        "fused+fast": lambda b: fast_route(router, fused, enc, b, weight),
     }
     for name, variant in fast_encoders.items():
-        out[f"{name}+fused+fast"] = lambda b, v=variant: fast_route(router, fused, v, b, weight)
+        out[f"route() {name} encoder"] = lambda b, v=variant: route_with(router, v, b, weight)
     out["encoder alone"] = lambda b: enc.encode(b, batch_size=64)
     return out
 
@@ -179,14 +183,13 @@ def pipelines(
 def single_query(
     router: HAPSRouter,
     enc: HFEncoder,
-    fused: FusedRouterHeads,
     paths: dict[str, Callable[[list[str]], Any]],
     texts: list[str],
     weight: float,
 ) -> dict[str, Any]:
     """Per-query timings of every part and every path, back to back."""
     parts: dict[str, list[float]] = {
-        k: [] for k in ("tokenize", "floor", "encode", "heads", "fused", "decide", "fast_decide", *paths)
+        k: [] for k in ("tokenize", "floor", "encode", "heads", "unfused", "decide", *paths)
     }
     for text in texts[:5]:  # warm-up: allocator, lazy init
         for fn in paths.values():
@@ -201,20 +204,18 @@ def single_query(
         parts["encode"].append(t)
         t, (q, c) = timed(lambda feats=feats: router.predict_features(feats))
         parts["heads"].append(t)
-        t, _ = timed(lambda feats=feats: fused.predict_features(feats))
-        parts["fused"].append(t)
+        t, _ = timed(lambda feats=feats: unfused_heads(router, feats))
+        parts["unfused"].append(t)
         t, _ = timed(lambda q=q, c=c: router.decide(q, c, weight))
         parts["decide"].append(t)
-        t, _ = timed(lambda q=q, c=c: fast_decide(router, q, c, weight))
-        parts["fast_decide"].append(t)
         for name, fn in paths.items():
             t, _ = timed(lambda fn=fn, text=text: fn([text]))
             parts[name].append(t)
     floor = np.asarray(parts["floor"])
     ratio = {k: float(np.median(np.asarray(v) / floor)) for k, v in parts.items()}
     ratio["overhead"] = float(np.median((np.asarray(parts["heads"]) + np.asarray(parts["decide"])) / floor))
-    ratio["overhead_fast"] = float(
-        np.median((np.asarray(parts["fused"]) + np.asarray(parts["fast_decide"])) / floor)
+    ratio["overhead_unfused"] = float(
+        np.median((np.asarray(parts["unfused"]) + np.asarray(parts["decide"])) / floor)
     )
     return {"parts": parts, "ratio": ratio}
 
@@ -378,13 +379,10 @@ def main() -> None:
         for wl, t in texts.items()
     }
 
-    fused = fuse_heads(router)
     variants, build = encoder_variants(enc, not args.no_compile)
     fast_encoders = {k: v for k, v in variants.items() if k in ("bf16", "int8")}
-    paths = pipelines(router, enc, fused, fast_encoders, weight)
-    single = {
-        wl: single_query(router, enc, fused, paths, t[: args.n_latency], weight) for wl, t in texts.items()
-    }
+    paths = pipelines(router, enc, fast_encoders, weight)
+    single = {wl: single_query(router, enc, paths, t[: args.n_latency], weight) for wl, t in texts.items()}
     rss_single = peak_rss_mb()
     batch = {wl: batched(paths, t, args.n_batched) for wl, t in texts.items()}
     rss_batched = peak_rss_mb()
@@ -394,8 +392,8 @@ def main() -> None:
     fused_agree = {}
     for wl, t in texts.items():
         f = features_with(enc, t[:64], router.config.use_structural)
-        q0, c0 = router.predict_features(f)
-        q1, c1 = fused.predict_features(f)
+        q0, c0 = unfused_heads(router, f)
+        q1, c1 = router.predict_features(f)
         fused_agree[wl] = (float(np.abs(q0 - q1).max()), float(np.abs(c0 - c1).max() / max(c0.max(), 1e-12)))
     cache = cache_row(router, enc, texts, weight, min(args.n_latency, 60))
     load1 = os.getloadavg()[0]
@@ -419,35 +417,29 @@ def main() -> None:
         lambda wl: f"{ms3(single[wl]['parts']['encode'])} ({single[wl]['ratio']['encode']:.2f}x floor)",
     )
     add(
-        "router heads (predict_features), ms",
+        "router heads (predict_features, fused), ms",
         lambda wl: f"{ms3(single[wl]['parts']['heads'])} ({single[wl]['ratio']['heads']:.1%} of floor)",
     )
     add(
-        "router heads FUSED (haps_core.speed), ms",
-        lambda wl: f"{ms3(single[wl]['parts']['fused'])} ({single[wl]['ratio']['fused']:.1%} of floor)",
+        "router heads unfused (plain forward, for comparison), ms",
+        lambda wl: f"{ms3(single[wl]['parts']['unfused'])} ({single[wl]['ratio']['unfused']:.1%} of floor)",
     )
     add(
         "decision (decide), ms",
         lambda wl: f"{ms3(single[wl]['parts']['decide'])} ({single[wl]['ratio']['decide']:.1%} of floor)",
     )
     add(
-        "decision FAST (speed.fast_decide, same decisions), ms",
-        lambda wl: (
-            f"{ms3(single[wl]['parts']['fast_decide'])} ({single[wl]['ratio']['fast_decide']:.1%} of floor)"
-        ),
-    )
-    add(
         "heads + decision / floor, batch 1 (median per query)",
         lambda wl: (
-            f"{single[wl]['ratio']['overhead']:.1%} (fused heads + fast decide: "
-            f"{single[wl]['ratio']['overhead_fast']:.1%})"
+            f"{single[wl]['ratio']['overhead']:.1%} (with the unfused heads: "
+            f"{single[wl]['ratio']['overhead_unfused']:.1%})"
         ),
         f"<= {TARGET_OVERHEAD:.0%}",
     )
     for name in paths:
         if name == "encoder alone":
             continue
-        label = "route() end to end" if name == "route()" else f"routing with {name}"
+        label = "route() end to end" if name == "route()" else name
         add(
             f"{label}, ms p50/p95/p99",
             lambda wl, name=name: (
@@ -469,7 +461,7 @@ def main() -> None:
     rows.append(("embedding cache (CachedEncoder), route() single query", cache, ""))
     rows.append(
         (
-            "fused heads vs router: max |dquality| / max rel. dcost (64 queries)",
+            "fused vs unfused heads: max |dquality| / max rel. dcost (64 queries)",
             {wl: f"{fused_agree[wl][0]:.1e} / {fused_agree[wl][1]:.1e}" for wl in texts},
             "",
         )

@@ -138,6 +138,66 @@ class RoutingDecision:
         return d
 
 
+def decisions_from_predictions(
+    space: Any,
+    quality: np.ndarray,
+    cost: np.ndarray,
+    cost_weight: float,
+    n_alternatives: int = 3,
+) -> list[RoutingDecision]:
+    """One `RoutingDecision` per row of predictions ([n, A] over `space`'s actions).
+
+    Runner-ups put the best action of each *other* backend first (a fallback after a backend
+    failure should change backend), then the chosen backend's other settings, by utility.
+    One argsort covers the whole batch and each row's scan stops as soon as the kept
+    runner-ups are settled: on the request path this is O(kept) Python work per query, not
+    O(actions).
+    """
+    cost_weight = check_cost_weight(cost_weight)
+    if isinstance(n_alternatives, bool) or not isinstance(n_alternatives, int) or n_alternatives < 0:
+        msg = f"`n_alternatives` must be an integer >= 0, got {n_alternatives!r}"
+        raise ValueError(msg)
+    chosen = choose(quality, cost, cost_weight)
+    orders = np.argsort(-utilities(quality, cost, cost_weight), axis=1, kind="stable")
+    actions = space.actions
+    backend_of = [a.backend for a in actions]
+    n_backends = len(set(backend_of))
+    decisions = []
+    for i, a in enumerate(chosen.tolist()):
+        seen = {backend_of[a]}
+        firsts: list[int] = []
+        rest: list[int] = []
+        for j in orders[i].tolist():
+            if len(firsts) >= n_alternatives or (
+                len(seen) == n_backends and len(firsts) + len(rest) >= n_alternatives
+            ):
+                break
+            if j == a:
+                continue
+            if backend_of[j] not in seen:
+                firsts.append(j)
+                seen.add(backend_of[j])
+            elif len(rest) < n_alternatives:
+                rest.append(j)
+        alts = tuple(
+            Alternative(backend_of[j], actions[j].parameters, float(quality[i, j]), float(cost[i, j]), int(j))
+            for j in (firsts + rest)[:n_alternatives]
+        )
+        action = actions[a]
+        decisions.append(
+            RoutingDecision(
+                backend=action.backend,
+                parameters=action.parameters,
+                predicted_quality=float(quality[i, a]),
+                predicted_cost=float(cost[i, a]),
+                cost_weight=cost_weight,
+                action_index=int(a),
+                alternatives=alts,
+            )
+        )
+    return decisions
+
+
 def fallback_order(decision: RoutingDecision) -> list[Alternative]:
     """Candidates to try in order: the choice, then runner-ups on other backends first."""
     first = Alternative(

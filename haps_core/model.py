@@ -34,11 +34,10 @@ from torch import nn
 
 from haps_core.catalog import RoutingSpace
 from haps_core.decision import (
-    Alternative,
     RoutingDecision,
-    check_cost_weight,
     choose,
     cost_weight_grid,
+    decisions_from_predictions,
 )
 from haps_core.features import STRUCTURAL_FEATURES, action_value_features, structural_features
 
@@ -137,10 +136,17 @@ class RouterNet(nn.Module):
         self.skip = nn.Linear(config.input_dim, 2 * n_actions)
         nn.init.zeros_(self.skip.weight)
         nn.init.zeros_(self.skip.bias)
+        # Every deep head's output layer starts at zero, so an untrained member predicts exactly
+        # what its linear path does: early stopping can then keep the linear path alone when
+        # the deep heads only add noise (the deep part has to earn its place on held-out data).
         if self.arch == "flat":
             self.flat_head = nn.Linear(h, 2 * n_actions)
+            nn.init.zeros_(self.flat_head.weight)
+            nn.init.zeros_(self.flat_head.bias)
             return
         self.high_head = nn.Linear(h, 2 * n_backends)
+        nn.init.zeros_(self.high_head.weight)
+        nn.init.zeros_(self.high_head.bias)
         if self.arch == "no_pgn":
             self.low_heads = nn.ModuleList(
                 nn.Linear(h, 2 * len(space.actions_of(b))) for b in space.backend_names
@@ -163,9 +169,13 @@ class RouterNet(nn.Module):
         # backend-specific modulation. The base keeps gradients flowing from the first step
         # (a purely generated head initialised near zero learns very slowly: both of its
         # layers start tiny), and the modulation starts small.
-        self.low_base = nn.Parameter(torch.randn(m * k + k + 2 * k) / math.sqrt(m))
+        low_base = torch.randn(m * k + k + 2 * k) / math.sqrt(m)
+        low_base[m * k + k :] = 0.0  # the output layer: zero, see above
+        self.low_base = nn.Parameter(low_base)
         nn.init.normal_(self.pgn[-1].weight, std=0.02 / math.sqrt(h))
         nn.init.zeros_(self.pgn[-1].bias)
+        with torch.no_grad():
+            self.pgn[-1].weight[m * k + k :] = 0.0  # the generated output layer: zero too
 
     def forward(self, x: torch.Tensor, parent: "HAPSRouter") -> tuple[torch.Tensor, torch.Tensor]:
         """(quality logits, log-costs), each [B, A], from normalised features x."""
@@ -310,12 +320,32 @@ class HAPSRouter(nn.Module):
         self.eval()
         device = self.feature_mean.device
         x = torch.as_tensor(features, dtype=torch.float32, device=device)
-        q, c = self(x)
+        q, c = self._inference_heads()(x)
         if was_training:
             self.train()
         quality = torch.sigmoid(q).float().cpu().numpy()
         cost = torch.exp(c).float().cpu().numpy() if self.has_cost else np.zeros_like(quality)
         return quality, cost
+
+    def _inference_heads(self) -> nn.Module:
+        """The heads' fused inference path (`haps_core.speed.FusedRouterHeads`): the same
+        outputs as `forward` to float rounding, several times faster at small batches.
+
+        It is a snapshot of the weights, so it is rebuilt whenever one changed: the key holds
+        each tensor's identity and in-place version counter (optimiser steps, `load_state_dict`
+        and `copy_` bump it) and the device. Building twice under a thread race is harmless.
+        """
+        from haps_core.speed import fuse_heads  # speed imports this module
+
+        key = (
+            str(self.feature_mean.device),
+            *((id(t), t._version) for t in (*self.parameters(), *self.buffers())),
+        )
+        cached = self.__dict__.get("_fused_heads")
+        if cached is None or cached[0] != key:
+            cached = (key, fuse_heads(self))
+            self.__dict__["_fused_heads"] = cached
+        return cached[1]
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality and cost of every action for each text."""
@@ -365,37 +395,7 @@ class HAPSRouter(nn.Module):
         n_alternatives: int = 3,
     ) -> list[RoutingDecision]:
         """Decisions (with runner-ups on other backends first) from predictions."""
-        cost_weight = check_cost_weight(cost_weight)
-        chosen = choose(quality, cost, cost_weight)
-        utility = quality - cost_weight * cost
-        decisions = []
-        for i, a in enumerate(chosen):
-            order = np.argsort(-utility[i], kind="stable")
-            action = self.space.actions[a]
-            seen = {action.backend}
-            firsts, rest = [], []
-            for j in order:
-                if j == a:
-                    continue
-                alt = self.space.actions[j]
-                target = firsts if alt.backend not in seen else rest
-                target.append(
-                    Alternative(alt.backend, alt.parameters, float(quality[i, j]), float(cost[i, j]), int(j))
-                )
-                seen.add(alt.backend)
-            alts = tuple((firsts + rest)[:n_alternatives])
-            decisions.append(
-                RoutingDecision(
-                    backend=action.backend,
-                    parameters=action.parameters,
-                    predicted_quality=float(quality[i, a]),
-                    predicted_cost=float(cost[i, a]),
-                    cost_weight=cost_weight,
-                    action_index=int(a),
-                    alternatives=alts,
-                )
-            )
-        return decisions
+        return decisions_from_predictions(self.space, quality, cost, cost_weight, n_alternatives)
 
     def route(
         self,

@@ -120,6 +120,7 @@ def fit_router(
             "epochs_run": result.epochs_run,
             "median_best_epoch": result.best_epoch,
             "heldout_regret": round(result.best_dev_regret, 5),
+            "skip_l2": result.skip_l2,
             "seconds": round(time.perf_counter() - start, 1),
             "device": result.device,
             "parameters": router.num_parameters(),

@@ -1,4 +1,5 @@
-"""Opt-in inference speed-ups for routing: a fused router-head path and faster encoders.
+"""Inference speed-ups for routing: the fused router-head path (used by `HAPSRouter` itself)
+and opt-in faster encoders.
 
 Why this module exists: on a CPU the query encoder's forward pass is the floor of a routing
 call, and everything else (the ensemble's heads, the decision) should add little to it. Two
@@ -12,10 +13,9 @@ things stand in the way, and each has a fix here that leaves training and checkp
    (prompt-style projections, backend embeddings through the PGN's first layer) precomputed,
    and the low-level heads applied to every action as one GEMM per member before picking each
    action's own backend. It is a snapshot of a trained router for inference only, and matches
-   `HAPSRouter.forward` to float32 rounding (tests/test_performance_paths.py).
-2. The decision. `HAPSRouter.decide` builds every runner-up of every query to keep three;
-   `fast_decide` stops once they are settled (same decisions, same runner-ups).
-3. The encoder. At batch 1 a 22M-parameter MiniLM is bound by reading its weights, so smaller
+   `HAPSRouter.forward` to float32 rounding (tests/test_performance_paths.py), and
+   `HAPSRouter.predict_features` (hence `route`) uses it, rebuilt when weights change.
+2. The encoder. At batch 1 a 22M-parameter MiniLM is bound by reading its weights, so smaller
    weights are faster: bfloat16 weights (near lossless, where the CPU has native bf16) or
    dynamic int8 quantisation of the Linear layers (fastest, but it moves embeddings more; see
    benchmarks/routing.py for the decision agreement each gives). `optimize_encoder` returns a new
@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from haps_core.decision import Alternative, RoutingDecision, check_cost_weight, choose
 from haps_core.encoders import HFEncoder
 from haps_core.model import HAPSRouter
 
@@ -201,63 +200,6 @@ def fuse_heads(router: HAPSRouter, chunk_size: int = 64) -> FusedRouterHeads:
     """A fused, inference-only snapshot of `router`'s heads (see `FusedRouterHeads`)."""
     heads = FusedRouterHeads(router, chunk_size=chunk_size).eval()
     return heads.to(router.feature_mean.device)
-
-
-def fast_decide(
-    router: HAPSRouter,
-    quality: np.ndarray,
-    cost: np.ndarray,
-    cost_weight: float,
-    n_alternatives: int = 3,
-) -> list[RoutingDecision]:
-    """`HAPSRouter.decide` with the same result, without building every runner-up.
-
-    `decide` sorts each row and wraps all A-1 other actions in `Alternative` objects to keep
-    ``n_alternatives`` of them: O(A) Python work per query, about as much as the fused heads at
-    batch 1 with 162 actions. Here one argsort covers the whole batch and the scan stops as soon
-    as the kept runner-ups are settled (other backends' best actions first, then the rest).
-    """
-    cost_weight = check_cost_weight(cost_weight)
-    chosen = choose(quality, cost, cost_weight)
-    utility = quality - cost_weight * cost
-    orders = np.argsort(-utility, axis=1, kind="stable")
-    actions = router.space.actions
-    backend_of = [a.backend for a in actions]
-    n_backends = len(router.space.backends)
-    decisions = []
-    for i, a in enumerate(chosen.tolist()):
-        seen = {backend_of[a]}
-        firsts: list[int] = []
-        rest: list[int] = []
-        for j in orders[i].tolist():
-            if j == a:
-                continue
-            if backend_of[j] not in seen:
-                firsts.append(j)
-                seen.add(backend_of[j])
-                if len(firsts) >= n_alternatives:
-                    break
-            elif len(rest) < n_alternatives:
-                rest.append(j)
-            if len(seen) == n_backends and len(firsts) + len(rest) >= n_alternatives:
-                break
-        alts = tuple(
-            Alternative(backend_of[j], actions[j].parameters, float(quality[i, j]), float(cost[i, j]), int(j))
-            for j in (firsts + rest)[:n_alternatives]
-        )
-        action = actions[a]
-        decisions.append(
-            RoutingDecision(
-                backend=action.backend,
-                parameters=action.parameters,
-                predicted_quality=float(quality[i, a]),
-                predicted_cost=float(cost[i, a]),
-                cost_weight=cost_weight,
-                action_index=int(a),
-                alternatives=alts,
-            )
-        )
-    return decisions
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ averaged across ranks, and early stopping follows rank 0.
 
 import abc
 import copy
+import dataclasses
 import logging
 import math
 import sys
@@ -70,6 +71,10 @@ class TrainingConfig:
             (per-action quality and log-cost from the query features) alone, to convergence,
             before the deep heads train on what it leaves; 0 skips the warm-up.
         skip_lr: learning rate of that warm-up.
+        skip_l2: L2 penalty of the linear path in the warm-up; None chooses it from
+            `SKIP_L2_CANDIDATES` by the loss on the first member's early-stopping queries, and
+            the other members reuse it (the right strength depends on the log's size and
+            noise, so it is picked on held-out queries rather than fixed).
     """
 
     epochs: int = 60
@@ -89,6 +94,7 @@ class TrainingConfig:
     stop_on: str = "loss"
     skip_warmup_steps: int = 300
     skip_lr: float = 0.02
+    skip_l2: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "reinforce_samples", "patience"):
@@ -101,6 +107,11 @@ class TrainingConfig:
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 msg = f"`{name}` must be a finite number >= 0, got {value!r}"
                 raise ValueError(msg)
+        if self.skip_l2 is not None and (
+            not isinstance(self.skip_l2, int | float) or not math.isfinite(self.skip_l2) or self.skip_l2 < 0
+        ):
+            msg = f"`skip_l2` must be None (chosen on held-out data) or a number >= 0, got {self.skip_l2!r}"
+            raise ValueError(msg)
         if not 0 <= self.zero_lambda_prob <= 1:
             msg = f"`zero_lambda_prob` must be in [0, 1], got {self.zero_lambda_prob!r}"
             raise ValueError(msg)
@@ -122,6 +133,7 @@ class TrainingResult:
     seconds: float
     device: str
     history: list[dict[str, float]] = field(default_factory=list)
+    skip_l2: float | None = None  # the linear path's L2 strength (None: no warm-up)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +161,18 @@ def _batch_tensors(
         _to_device(cost, torch.float32, device),
         _to_device(mask, torch.bool, device),
     )
+
+
+# Outcomes are densified a block of queries at a time, never a whole split: at most this many
+# (query, action) cells at once (about 40 MB for scores, costs and mask), so memory stays flat
+# on logs with millions of queries.
+MAX_DENSE_CELLS = 1 << 22
+
+
+def _chunks(n_queries: int, n_actions: int) -> list[slice]:
+    """Position ranges covering `n_queries` rows with at most MAX_DENSE_CELLS cells each."""
+    step = max(1, MAX_DENSE_CELLS // max(n_actions, 1))
+    return [slice(s, min(s + step, n_queries)) for s in range(0, n_queries, step)]
 
 
 def policy_loss(
@@ -216,18 +240,38 @@ def dev_regret(
     """
     was_training = router.training
     router.eval()
-    score, cost, mask = table.dense(query_idx)
-    quality, pred_cost = _member_predict(router, features, member)
+    totals = np.zeros(len(weights))
+    for part in _chunks(len(query_idx), len(table.space)):
+        score, cost, mask = table.dense(query_idx[part])
+        quality, pred_cost = _member_predict(router, features[part], member)
+        rows = np.arange(len(score))
+        for k, w in enumerate(weights):
+            pick = np.where(mask, quality - w * pred_cost, -np.inf).argmax(1)
+            realised = score[rows, pick] - w * cost[rows, pick]
+            best = np.where(mask, score - w * cost, -np.inf).max(1)
+            totals[k] += float((best - realised).sum())
     if was_training:
         router.train()
-    total = 0.0
-    rows = np.arange(len(query_idx))
-    for w in weights:
-        pick = np.where(mask, quality - w * pred_cost, -np.inf).argmax(1)
-        realised = score[rows, pick] - w * cost[rows, pick]
-        best = np.where(mask, score - w * cost, -np.inf).max(1)
-        total += float((best - realised).mean())
-    return total / len(weights)
+    return float(totals.mean() / max(len(query_idx), 1))
+
+
+def _supervised_sums(
+    q_logit: torch.Tensor,
+    log_c: torch.Tensor,
+    score: torch.Tensor,
+    cost: torch.Tensor,
+    mask: torch.Tensor,
+    has_cost: bool,
+    cost_loss_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum over observed cells of the supervised loss, number of observed cells)."""
+    m = mask.float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(q_logit, score, reduction="none")
+    total = (bce * m).sum()
+    if has_cost:
+        err = (log_c - torch.log(cost.clamp_min(1e-9))) ** 2
+        total = total + cost_loss_weight * (err * m).sum()
+    return total, m.sum()
 
 
 def _supervised_loss(
@@ -240,14 +284,30 @@ def _supervised_loss(
     cost_loss_weight: float,
 ) -> torch.Tensor:
     """Masked BCE on observed scores + weighted squared error of log-cost on observed costs."""
-    m = mask.float()
-    denom = m.sum().clamp_min(1.0)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(q_logit, score, reduction="none")
-    loss = (bce * m).sum() / denom
-    if has_cost:
-        err = (log_c - torch.log(cost.clamp_min(1e-9))) ** 2
-        loss = loss + cost_loss_weight * (err * m).sum() / denom
-    return loss
+    total, n = _supervised_sums(q_logit, log_c, score, cost, mask, has_cost, cost_loss_weight)
+    return total / n.clamp_min(1.0)
+
+
+@torch.no_grad()
+def _heldout_loss(
+    forward: Any,
+    features: torch.Tensor,
+    table: OutcomeTable,
+    query_idx: np.ndarray,
+    cost_loss_weight: float,
+    device: torch.device,
+) -> float:
+    """Supervised loss of `forward(features) -> (quality logits, log-costs)` on held-out
+    queries, a block of queries at a time. `features` are those queries' rows, in order."""
+    total, n = 0.0, 0.0
+    for part in _chunks(len(query_idx), len(table.space)):
+        score, cost, mask = _batch_tensors(table, query_idx[part], device)
+        q_logit, log_c = forward(features[part])
+        t, c = _supervised_sums(
+            q_logit.float(), log_c.float(), score, cost, mask, table.has_cost, cost_loss_weight
+        )
+        total, n = total + float(t), n + float(c)
+    return total / max(n, 1.0)
 
 
 @torch.no_grad()
@@ -259,17 +319,20 @@ def dev_loss(
     cost_loss_weight: float,
     member: int | None = None,
 ) -> float:
-    """Supervised loss on held-out queries."""
+    """Supervised loss on held-out queries (`features`: their rows, in order)."""
     was_training = router.training
     router.eval()
-    score, cost, mask = _batch_tensors(table, query_idx, router.feature_mean.device)
-    q_logit, log_c = router(features, member=member)
+    loss = _heldout_loss(
+        lambda x: router(x, member=member),
+        features,
+        table,
+        query_idx,
+        cost_loss_weight,
+        router.feature_mean.device,
+    )
     if was_training:
         router.train()
-    loss = _supervised_loss(
-        q_logit.float(), log_c.float(), score, cost, mask, table.has_cost, cost_loss_weight
-    )
-    return float(loss)
+    return loss
 
 
 def fit_normalisation(router: HAPSRouter, features: torch.Tensor) -> None:
@@ -382,32 +445,59 @@ class FineTunedEncoderFeatures(FeatureProvider):
         self.encoder.model.eval()
 
 
+SKIP_L2_CANDIDATES = (1e-5, 1e-4, 1e-3, 1e-2)
+
+
 def _warm_up_skip(
     router: HAPSRouter,
     member: int,
-    features: torch.Tensor,
+    provider: "FeatureProvider",
     table: OutcomeTable,
     fit_q: np.ndarray,
     config: TrainingConfig,
     device: torch.device,
-) -> None:
+    stop_q: np.ndarray | None = None,
+) -> float:
     """Fits the member's direct linear path alone (the deep heads' outputs held at zero).
 
     With few observations per action, a per-action linear model trained to convergence is a
     strong, stable base (see the `linear` baseline); the hierarchical heads and the PGN then
-    learn corrections to it under early stopping instead of racing it.
+    learn corrections to it under early stopping instead of racing it. Its L2 strength is
+    `config.skip_l2`, or, when that is None, the candidate with the lowest loss on the
+    member's early-stopping queries `stop_q`. Returns the strength used.
+
+    Small logs take full-batch steps; when the fit split holds more than MAX_DENSE_CELLS
+    (query, action) cells, each step takes the next block of queries instead, so the outcomes
+    are never densified for the whole split.
     """
     net = router.members[member]
-    x = router.normalise(features)
-    score, cost, mask = _batch_tensors(table, fit_q, device)
     n_actions = len(router.space)
-    opt = torch.optim.Adam(net.skip.parameters(), lr=config.skip_lr)
+    parts = _chunks(len(fit_q), n_actions)
+    blocks: list[tuple[torch.Tensor, ...]] = []
+
+    def block(k: int) -> tuple[torch.Tensor, ...]:
+        if len(parts) == 1 and blocks:
+            return blocks[0]
+        idx = fit_q[parts[k]]
+        out = (router.normalise(provider.features(idx, grad=False)), *_batch_tensors(table, idx, device))
+        if len(parts) == 1:
+            blocks.append(out)
+        return out
+
+    # Per-action starting biases: observed means over the whole fit split, a block at a time.
+    sums = torch.zeros(3, n_actions, device=device)
+    for k in range(len(parts)):
+        _, score, cost, mask = block(k)
+        m = mask.float()
+        sums[0] += (score * m).sum(0)
+        sums[1] += (torch.log(cost.clamp_min(1e-9)) * m).sum(0)
+        sums[2] += m.sum(0)
     with torch.no_grad():
-        seen = mask.any(0)
-        counts = mask.float().sum(0).clamp_min(1.0)
-        mean_q = ((score * mask).sum(0) / counts).clamp(0.02, 0.98)
+        seen = sums[2] > 0
+        counts = sums[2].clamp_min(1.0)
+        mean_q = (sums[0] / counts).clamp(0.02, 0.98)
         bias_q = torch.log(mean_q) - torch.log1p(-mean_q)
-        bias_c = (torch.log(cost.clamp_min(1e-9)) * mask).sum(0) / counts
+        bias_c = sums[1] / counts
         # An action never observed in training starts from its backend's average (else the
         # global one), so what it gets comes from the shared heads and its parameter values.
         for a in torch.nonzero(~seen).flatten().tolist():
@@ -415,18 +505,80 @@ def _warm_up_skip(
             pool = same if same.any() else seen
             if pool.any():
                 bias_q[a], bias_c[a] = bias_q[pool].mean(), bias_c[pool].mean()
-        net.skip.bias[:n_actions] = bias_q
+        bias = net.skip.bias.detach().clone()
+        bias[:n_actions] = bias_q
         if table.has_cost:
-            net.skip.bias[n_actions:] = bias_c
-    for _ in range(config.skip_warmup_steps):
+            bias[n_actions:] = bias_c
+
+    def fit(l2: float) -> None:
+        with torch.no_grad():
+            net.skip.weight.zero_()
+            net.skip.bias.copy_(bias)
+        opt = torch.optim.Adam(net.skip.parameters(), lr=config.skip_lr)
+        for step in range(config.skip_warmup_steps):
+            x, score, cost, mask = block(step % len(parts))
+            out = net.skip(x)
+            q, c = out[:, :n_actions], out[:, n_actions:]
+            loss = _supervised_loss(q, c, score, cost, mask, table.has_cost, config.cost_loss_weight)
+            loss = loss + l2 * net.skip.weight.pow(2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def fill_unseen() -> None:
+        if not seen.all():
+            with torch.no_grad():
+                interpolate_unseen_actions(router, net.skip, seen)
+
+    if config.skip_l2 is not None or stop_q is None or len(stop_q) == 0:
+        l2 = config.skip_l2 if config.skip_l2 is not None else 1e-4
+        fit(l2)
+        fill_unseen()
+        return float(l2)
+    x_stop = router.normalise(provider.features(stop_q, grad=False))
+
+    def skip_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = net.skip(x)
-        loss = _supervised_loss(
-            out[:, :n_actions], out[:, n_actions:], score, cost, mask, table.has_cost, config.cost_loss_weight
-        )
-        loss = loss + 1e-4 * net.skip.weight.pow(2).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return out[:, :n_actions], out[:, n_actions:]
+
+    losses = {}
+    for l2 in SKIP_L2_CANDIDATES:
+        fit(l2)
+        losses[l2] = _heldout_loss(skip_forward, x_stop, table, stop_q, config.cost_loss_weight, device)
+    chosen = min(losses, key=losses.get)
+    logger.debug("member %d: linear path l2 %g (held-out losses %s)", member, chosen, losses)
+    if chosen != SKIP_L2_CANDIDATES[-1]:
+        fit(chosen)
+    fill_unseen()
+    return float(chosen)
+
+
+def interpolate_unseen_actions(router: HAPSRouter, skip: torch.nn.Linear, seen: torch.Tensor) -> None:
+    """Gives each action never observed in training the linear path of its nearest observed
+    configurations of the same backend (of any backend when it has none).
+
+    An unobserved action gets no gradient from the data, so its linear path would stay a
+    constant. Nearness is measured on what the router knows of a configuration: its parameter
+    value features (temperature, declared parameters) and its prompt style's text embedding;
+    the rows (quality and log-cost weights and biases) are averaged with inverse squared
+    distance weights, so an unseen temperature between two logged ones lands between them.
+    """
+    n_actions = len(router.space)
+    values = router.action_values.float()
+    styles = torch.nn.functional.normalize(router.style_embeddings.float(), dim=1)[router.style_of]
+    dist = torch.cdist(values, values) + 2.0 * (1.0 - styles @ styles.T).clamp_min(0.0)
+    for a in torch.nonzero(~seen).flatten().tolist():
+        pool = (router.backend_of == router.backend_of[a]) & seen
+        if not pool.any():
+            pool = seen
+        if not pool.any():
+            return
+        idx = torch.nonzero(pool).flatten()
+        w = 1.0 / (dist[a, idx] ** 2 + 1e-6)
+        w = w / w.sum()
+        for offset in (0, n_actions):  # quality row, then log-cost row
+            skip.weight[offset + a] = w @ skip.weight[offset + idx]
+            skip.bias[offset + a] = w @ skip.bias[offset + idx]
 
 
 def _train_member(
@@ -449,8 +601,9 @@ def _train_member(
     torch.manual_seed(seed + 100_003 * rank)
     net = router.members[member]
     provider = provider or FrozenFeatures(features)
+    skip_l2 = None
     if config.skip_warmup_steps:
-        _warm_up_skip(router, member, provider.features(fit_q, grad=False), table, fit_q, config, device)
+        skip_l2 = _warm_up_skip(router, member, provider, table, fit_q, config, device, stop_q)
     groups = [{"params": list(net.parameters()), "lr": config.lr}]
     groups += provider.param_groups()
     params = [p for g in groups for p in g["params"]]
@@ -464,6 +617,16 @@ def _train_member(
     best_state, best_score, best_epoch, best_regret = None, math.inf, 0, math.nan
     history: list[dict[str, float]] = []
     epochs_run = 0
+    if skip_l2 is not None:
+        # The warmed-up linear path alone (the deep heads start at zero) is the first candidate.
+        x_stop = provider.features(stop_q, grad=False)
+        regret = dev_regret(router, x_stop, table, stop_q, weights, member)
+        held = dev_loss(router, x_stop, table, stop_q, config.cost_loss_weight, member)
+        if world > 1:
+            regret, held = ddp.broadcast_value([regret, held])
+        best_score = held if config.stop_on == "loss" else regret
+        best_state, best_regret = copy.deepcopy(net.state_dict()), regret
+        provider.snapshot()
     for epoch in range(config.epochs):
         epochs_run = epoch + 1
         router.train()
@@ -550,6 +713,7 @@ def _train_member(
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
         "best_regret": best_regret,
+        "skip_l2": skip_l2,
         "history": history,
     }
 
@@ -608,6 +772,7 @@ def train_router(
 
     ids = [table.query_ids[i] for i in train_queries]
     members = []
+    member_config = config
     for member in range(n_members):
         held = split_queries(ids, config.early_stopping_fraction, seed=config.seed + 7 + member)
         if held.all() or not held.any():
@@ -622,12 +787,16 @@ def train_router(
                 train_queries[~held],
                 train_queries[held],
                 weights,
-                config,
+                member_config,
                 device,
                 progress,
                 provider,
             )
         )
+        if member_config.skip_l2 is None and members[-1]["skip_l2"] is not None:
+            # The linear path's L2 is chosen once, by the first member on its held-out queries:
+            # the other members see nearly the same data, and the search costs 4 warm-ups.
+            member_config = dataclasses.replace(member_config, skip_l2=members[-1]["skip_l2"])
     if show:
         sys.stderr.write("\n")
     router.eval()
@@ -643,6 +812,7 @@ def train_router(
         seconds=round(time.perf_counter() - start, 2),
         device=str(device),
         history=[row for m in members for row in m["history"]],
+        skip_l2=members[0]["skip_l2"],
     )
     logger.info(
         "trained %d members (%d epochs in all, median best epoch %d, held-out regret %.4f) in %.1f s on %s",

@@ -1,7 +1,8 @@
-"""The opt-in speed paths of haps_core.speed give what the plain paths give.
+"""The speed paths give what the plain definitions give.
 
-- fused router heads == HAPSRouter.forward (every architecture, 1 and several members, chunks);
-- fast_decide == HAPSRouter.decide (decisions and runner-ups, ties included);
+- fused router heads == HAPSRouter.forward (every architecture, 1 and several members, chunks),
+  and HAPSRouter.predict_features uses them, rebuilt when weights change;
+- HAPSRouter.decide's early-stopping scan == the full-sort definition (ties included);
 - optimize_encoder: same encoder id, its own cache fingerprint, embeddings close to float32.
 """
 
@@ -10,9 +11,10 @@ import pytest
 import torch
 
 from haps_core.catalog import Action, RoutingSpace
+from haps_core.decision import choose
 from haps_core.encoders import CachedEncoder, load_encoder
 from haps_core.model import HAPSRouter, RouterConfig
-from haps_core.speed import bf16_supported, fast_decide, fuse_heads, optimize_encoder
+from haps_core.speed import bf16_supported, fuse_heads, optimize_encoder
 from tests.tiny_models import make_tiny_bert
 
 
@@ -68,7 +70,24 @@ def test_fused_heads_reject_a_bad_chunk_size():
         fuse_heads(_router("haps", 1), chunk_size=0)
 
 
-def test_fast_decide_matches_decide():
+def _reference_decide(router, quality, cost, w, n):
+    """The plain definition: sort every action by utility (ties to the cheaper action's index
+    as `choose` breaks them), other backends' first appearances first, then the rest."""
+    chosen = choose(quality, cost, w)
+    out = []
+    for i, a in enumerate(chosen):
+        order = [j for j in np.argsort(-(quality[i] - w * cost[i]), kind="stable") if j != a]
+        seen, firsts, rest = {router.space.actions[a].backend}, [], []
+        for j in order:
+            b = router.space.actions[j].backend
+            (firsts if b not in seen else rest).append(int(j))
+            seen.add(b)
+        out.append((int(a), (firsts + rest)[:n]))
+    return out
+
+
+def test_decide_keeps_the_best_other_backends_first():
+    """`HAPSRouter.decide` (early-stopping scan) == the plain full-sort definition."""
     router = _router("haps", 2)
     rng = np.random.default_rng(0)
     n_a = len(router.space)
@@ -76,9 +95,32 @@ def test_fast_decide_matches_decide():
     for q, c in ((quality, cost), (np.round(quality, 1), np.round(cost, 3))):  # ties too
         for w in (0.0, 3.0, 1e4):
             for n in (0, 1, 3, 6, 50):
-                assert fast_decide(router, q, c, w, n) == router.decide(q, c, w, n)
+                decisions = router.decide(q, c, w, n)
+                got = [(d.action_index, [alt.action_index for alt in d.alternatives]) for d in decisions]
+                assert got == _reference_decide(router, q, c, w, n)
     with pytest.raises(ValueError, match="cost_weight"):
-        fast_decide(router, quality, cost, -1.0)
+        router.decide(quality, cost, -1.0)
+    with pytest.raises(ValueError, match="n_alternatives"):
+        router.decide(quality, cost, 0.0, -1)
+
+
+def test_router_predictions_use_the_fused_heads_and_follow_weight_changes():
+    """predict_features goes through the fused path, rebuilt when a weight changes in place."""
+    router = _router("haps", 2)
+    x = torch.randn(5, router.config.input_dim)
+    q1, _ = router.predict_features(x)
+    with torch.no_grad():
+        expected = torch.sigmoid(router(x)[0]).numpy()
+    np.testing.assert_allclose(q1, expected, atol=1e-5)
+    fused = router.__dict__["_fused_heads"][1]
+    assert router.predict_features(x)[0] is not None and router.__dict__["_fused_heads"][1] is fused
+    with torch.no_grad():
+        router.members[0].skip.bias.add_(1.0)
+    q2, _ = router.predict_features(x)
+    assert router.__dict__["_fused_heads"][1] is not fused
+    with torch.no_grad():
+        np.testing.assert_allclose(q2, torch.sigmoid(router(x)[0]).numpy(), atol=1e-5)
+    assert not np.allclose(q1, q2)
 
 
 @pytest.fixture(scope="module")

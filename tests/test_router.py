@@ -209,8 +209,11 @@ def test_fine_tuning_the_encoder_end_to_end(tmp_path, trained):
     before = {k: v.clone() for k, v in enc.model.state_dict().items()}
     cfg = RouterConfig(embed_dim=enc.dim, hidden=16, members=2)
     feats = features_for(enc, log.queries, True)
-    router = fit_router(log, enc, feats, None, cfg, TrainingConfig(epochs=2, progress=False),
-                        fine_tune=True, encoder_lr=1e-3)
+    # No linear warm-up: the untrained-deep-heads state is then not an early-stopping candidate,
+    # so the kept state is one the encoder was trained into (with it, held-out loss may keep
+    # the encoder as it was on this tiny log, which is right but not what is tested here).
+    tc = TrainingConfig(epochs=2, progress=False, skip_warmup_steps=0)
+    router = fit_router(log, enc, feats, None, cfg, tc, fine_tune=True, encoder_lr=1e-3)
     assert len(router.members) == 1  # one member shares the tuned encoder
     after = enc.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -224,3 +227,64 @@ def test_fine_tuning_the_encoder_end_to_end(tmp_path, trained):
     assert [x.action_index for x in loaded.route(texts, cost_weight=1.0)] == [
         x.action_index for x in router.route(texts, cost_weight=1.0)
     ]
+
+
+def test_untrained_deep_heads_predict_the_linear_path(tiny_encoder, trained):
+    """Deep heads start at zero: an untrained member is exactly its linear path, so early
+    stopping can keep the linear path alone when the deep heads do not help on held-out data."""
+    from haps_core.training import build_router
+
+    log, _, feats = trained
+    for arch in ("haps", "flat", "no_pgn"):
+        cfg = RouterConfig(embed_dim=tiny_encoder.dim, hidden=16, members=1, architecture=arch)
+        router = build_router(log.space, cfg, tiny_encoder).eval()
+        with torch.no_grad():
+            router.members[0].skip.weight.normal_()
+            router.members[0].skip.bias.normal_()
+            q, c = router(feats, member=0)
+            skip = router.members[0].skip(router.normalise(feats))
+        n = len(log.space)
+        torch.testing.assert_close(q, skip[:, :n])
+        torch.testing.assert_close(c, skip[:, n:])
+
+
+def test_linear_path_l2_is_chosen_once_on_held_out_queries(tiny_encoder, trained):
+    from haps_core.training import SKIP_L2_CANDIDATES
+
+    log, _, feats = trained
+    cfg = RouterConfig(embed_dim=tiny_encoder.dim, hidden=16, members=2)
+    router = fit_router(log, tiny_encoder, feats, None, cfg, TrainingConfig(epochs=2, progress=False))
+    chosen = router.training_summary["skip_l2"]
+    assert chosen in SKIP_L2_CANDIDATES
+    fixed = fit_router(
+        log, tiny_encoder, feats, None, cfg, TrainingConfig(epochs=2, progress=False, skip_l2=0.5)
+    )
+    assert fixed.training_summary["skip_l2"] == 0.5
+    with pytest.raises(ValueError, match="skip_l2"):
+        TrainingConfig(skip_l2=-1.0)
+
+
+def test_outcomes_are_densified_a_block_at_a_time(tiny_encoder, trained, monkeypatch):
+    """Held-out loss and regret computed in blocks of queries equal the one-block figures, and
+    training runs when every step sees only a block (what keeps memory flat on huge logs)."""
+    from haps_core import training as T
+
+    log, router, feats = trained
+    table = log.outcomes(np.arange(len(log.row_query)))
+    idx = np.arange(log.n_queries)
+    weights = np.array([0.0, 10.0, 1000.0])
+    whole = (
+        T.dev_loss(router, feats, table, idx, 0.5),
+        T.dev_regret(router, feats, table, idx, weights),
+    )
+    monkeypatch.setattr(T, "MAX_DENSE_CELLS", 3 * len(log.space))  # 3 queries per block
+    assert len(T._chunks(len(idx), len(log.space))) > 10
+    blocked = (
+        T.dev_loss(router, feats, table, idx, 0.5),
+        T.dev_regret(router, feats, table, idx, weights),
+    )
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5)
+    cfg = RouterConfig(embed_dim=tiny_encoder.dim, hidden=16, members=1)
+    small = fit_router(log, tiny_encoder, feats, None, cfg, TrainingConfig(epochs=2, progress=False))
+    (d,) = small.route(["Who wrote Hamlet? #1"], cost_weight=0.0)
+    assert d.backend in ("small", "large")
