@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint default-router clean
+.PHONY: install demo test lint bench default-router clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check haps_core haps_integrations tests benchmarks scripts
+
+# Speed and memory tables (issue: performance); --threads 1 keeps them readable on a busy machine.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/routing.py --threads 1
+	$(BIN)/python benchmarks/training.py --threads 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -78,6 +78,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     files, prices = _resolve_logs(args)
     log = read_logs(files, prices=prices, skip_invalid=args.skip_invalid)
+    if log.n_skipped:
+        print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
     encoder = embedding_encoder(args.encoder, device=args.device, cache=not args.no_cache)
     embeddings = embed_texts(encoder, log.queries)
     dev_fraction, seed = args.dev_fraction, args.seed
@@ -201,26 +203,87 @@ def _router_config_from_args(args: argparse.Namespace, embed_dim: int) -> "Any":
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from haps_core.embedding import embedding_encoder
-    from haps_core.logs import read_logs, split_queries
-    from haps_core.pipeline import features_for, fit_router
-    from haps_core.training import TrainingConfig
+    """`haps train`; under ``torchrun --nproc-per-node N -m haps_core.cli train ...`` every rank
+    trains on its shard of each batch (haps_core.distributed) and rank 0 embeds first (the
+    others read its cache), saves and reports."""
+    from haps_core import distributed as ddp
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         msg = f"`--output` {str(output)!r} exists and is not a folder"
         raise UsageError(msg)
+    if args.processes < 1:
+        msg = f"`--processes` must be a positive integer, got {args.processes}"
+        raise UsageError(msg)
+    if args.processes > 1:
+        if ddp.launched_by_torchrun():
+            msg = "`--processes` launches its own workers: do not combine it with torchrun"
+            raise UsageError(msg)
+        return _launch_workers(args)
+    if not ddp.launched_by_torchrun():
+        return _train(args, output)
+    ddp.init_distributed(args.device)
+    try:
+        return _train(args, output)
+    finally:
+        ddp.cleanup()
+
+
+def _launch_workers(args: argparse.Namespace) -> int:
+    """Runs `haps train` (these arguments, less ``--processes``) in N local torchrun workers.
+
+    Through torch.distributed.run's own launcher, so rendezvous, environment and failure
+    handling are torchrun's; the workers' argument list is set after parsing because some of
+    ours (``--logs``) are prefixes of torchrun options and would be taken for them.
+    """
+    import socket
+
+    from torch.distributed.run import get_args_parser, run
+
+    child: list[str] = []
+    skip = False
+    for item in args.argv:
+        if skip:
+            skip = False
+        elif item == "--processes":
+            skip = True
+        elif not item.startswith("--processes="):
+            child.append(item)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launch = get_args_parser().parse_args(
+        ["--nnodes", "1", "--nproc-per-node", str(args.processes), "--master-addr", "127.0.0.1",
+         "--master-port", str(port), "-m", "haps_core.cli"]
+    )  # fmt: skip
+    launch.training_script_args = child
+    try:
+        run(launch)
+    except Exception as exc:  # torchrun's ChildFailedError names the failed rank and its error
+        print(f"haps train: error: a worker failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args: argparse.Namespace, output: Path) -> int:
+    from haps_core import distributed as ddp
+    from haps_core.embedding import embedding_encoder
+    from haps_core.logs import read_logs, split_queries
+    from haps_core.pipeline import features_for, fit_router
+    from haps_core.training import TrainingConfig
+
+    main = ddp.is_main_process()
     training = TrainingConfig(epochs=args.epochs, seed=args.seed, device=args.device)
     start = time.perf_counter()
     log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
-    if log.n_skipped:
+    if log.n_skipped and main:
         print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
     # a fine-tuned encoder's weights change: no embedding cache for it
-    encoder = embedding_encoder(
-        args.encoder, device=args.device, cache=not (args.no_cache or args.fine_tune_encoder)
-    )
-    rconfig = _router_config_from_args(args, encoder.dim)
-    features = features_for(encoder, log.queries, rconfig.use_structural)
+    cache = not (args.no_cache or args.fine_tune_encoder)
+    with ddp.main_process_first():  # rank 0 fills the embedding cache, the others read it
+        encoder = embedding_encoder(args.encoder, device=args.device, cache=cache)
+        rconfig = _router_config_from_args(args, encoder.dim)
+        features = features_for(encoder, log.queries, rconfig.use_structural)
     train_mask = np.ones(log.n_queries, dtype=bool)
     heldout = None
     if args.holdout_fraction:
@@ -239,14 +302,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if not log.has_cost:
         router.default_cost_weight = 0.0
-    router.save_pretrained(output)
+    ddp.save_on_main(router, output)
     took = time.perf_counter() - start
     s = router.training_summary
-    print(
-        f"trained a {rconfig.architecture} router ({s['parameters']} parameters, {rconfig.members} "
-        f"members) on {s['train_queries']} queries x {len(log.space)} actions in {took:.1f} s "
-        f"on {s['device']}; held-out regret {s['heldout_regret']:.4f}; saved to {output}"
-    )
+    if main:
+        world = ddp.get_world_size()
+        print(
+            f"trained a {rconfig.architecture} router ({s['parameters']} parameters, {rconfig.members} "
+            f"members) on {s['train_queries']} queries x {len(log.space)} actions in {took:.1f} s "
+            f"on {s['device']}{f' x {world} processes' if world > 1 else ''}; "
+            f"held-out regret {s['heldout_regret']:.4f}; saved to {output}"
+        )
     return 0
 
 
@@ -436,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--holdout-seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel training in N local processes (torch.distributed, gloo on CPU, "
+        "NCCL on GPU: one per GPU); for several machines launch `haps train` under torchrun",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("route", help="route queries with a trained router")
@@ -498,7 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from haps_core.errors import HAPSError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # `haps train --processes N` relaunches itself with these arguments
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

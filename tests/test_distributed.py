@@ -203,3 +203,32 @@ def test_cuda_batches_go_through_pinned_memory(monkeypatch):
 if __name__ == "__main__":
     torch.set_num_threads(1)
     _worker(Path(sys.argv[1]))
+
+
+def test_haps_train_in_two_processes(tmp_path):
+    """`haps train --processes 2`: torchrun's launcher, 2 gloo ranks: one checkpoint (rank 0's),
+    one report line, and the checkpoint routes. Real: torchrun, gloo, the CLI, a tiny BERT."""
+    from haps_core.hub import load_router_folder
+    from tests.conftest import synthetic_rows, write_jsonl
+    from tests.tiny_models import make_tiny_bert
+
+    enc = make_tiny_bert(tmp_path / "enc")
+    logs = write_jsonl(tmp_path / "logs.jsonl", synthetic_rows(60))
+    out = tmp_path / "router"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable, "-m", "haps_core.cli", "train", "--processes", "2",
+        "--logs", str(logs), "--encoder", str(enc),
+        "--output", str(out), "--epochs", "2", "--members", "1", "--device", "cpu", "--no-cache",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reports = [line for line in proc.stdout.splitlines() if line.startswith("trained a haps router")]
+    assert len(reports) == 1 and "x 2 processes" in reports[0], proc.stdout
+    router = load_router_folder(out)
+    (d,) = router.route(["Who wrote Hamlet? #1"], cost_weight=0.0)
+    assert d.backend in ("small", "large")
