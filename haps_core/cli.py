@@ -397,6 +397,8 @@ def cmd_route(args: argparse.Namespace) -> int:
         msg = "give either `--cost-weight` or `--max-cost-per-query`, not both"
         raise UsageError(msg)
     router = HAPSRouter.from_pretrained(args.router, revision=args.revision)
+    if args.encoder_precision != "fp32":
+        router.set_encoder_precision(args.encoder_precision)
     backends = router.space.backend_names
     items = (
         [{"id": "query", "query": args.query, "backends": None}]
@@ -515,6 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("route", help="route queries with a trained router")
     p.add_argument("--router", default="haps-default", help="checkpoint folder, Hub id or haps-default")
     p.add_argument("--revision", default=None, help="Hub revision of the router")
+    p.add_argument(
+        "--encoder-precision",
+        default="fp32",
+        choices=["fp32", "bf16", "int8"],
+        help="run the query encoder faster at lower precision on CPU (int8: ~2.5x, a few "
+        "percent of decisions change; bf16 needs native CPU support)",
+    )
     p.add_argument("--query", default=None, help="one query text")
     p.add_argument(
         "--input", default=None, metavar="JSONL", help='queries: {"id": ..., "query": ...} per line'

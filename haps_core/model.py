@@ -301,6 +301,32 @@ class HAPSRouter(nn.Module):
         self.encoder = encoder
         return self
 
+    def set_encoder_precision(self, precision: str = "int8", compile: bool = False) -> "HAPSRouter":
+        """Swaps the attached encoder for a faster copy of it (`haps_core.speed.optimize_encoder`).
+
+        On a CPU the encoder's forward pass is most of a routing call's time. "int8" (dynamic
+        quantisation of its Linear layers) is about 2.5x faster at batch 1 and keeps about
+        95-100% of decisions identical; "bf16" (where the CPU has native bfloat16) is about
+        1.5x faster with ~99.8% identical; "fp32" restores the original weights' precision.
+        An embedding cache around the encoder is kept, under the new encoder's own fingerprint
+        (vectors of different precisions never mix). Returns the router.
+        """
+        from haps_core.encoders import CachedEncoder
+        from haps_core.speed import PRECISIONS, optimize_encoder
+
+        if precision not in PRECISIONS:
+            msg = f"`precision` must be one of {PRECISIONS}, got {precision!r}"
+            raise ValueError(msg)
+        if self.encoder is None:
+            msg = "this router has no encoder attached: call attach_encoder() or from_pretrained()"
+            raise RuntimeError(msg)
+        cached = self.encoder if isinstance(self.encoder, CachedEncoder) else None
+        base = cached.encoder if cached is not None else self.encoder
+        base = getattr(base, "source", base)  # start from float32 again, whatever was set
+        fast = base if precision == "fp32" and not compile else optimize_encoder(base, precision, compile)
+        self.encoder = CachedEncoder(fast, cached.directory.parent) if cached is not None else fast
+        return self
+
     def featurize(self, texts: Sequence[str]) -> torch.Tensor:
         """Router input features of the query texts: embedding (+ structural features)."""
         if self.encoder is None:

@@ -230,6 +230,7 @@ class OptimizedEncoder(HFEncoder):
     def __init__(self, source: HFEncoder, model: Any, precision: str, compiled: bool) -> None:
         # Not HFEncoder.__init__: the tokenizer, limits and dimension are the source's.
         self.__dict__.update(source.__dict__)
+        self.source = source  # the float32 encoder it was made from
         self.model = model
         self.precision = precision
         self.compiled = compiled

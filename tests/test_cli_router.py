@@ -129,3 +129,11 @@ def test_shipped_default_router_routes_offline(capsys, monkeypatch):
     # a high cost weight never picks a pricier action than cost weight 0 does
     assert lines[1]["predicted_cost"] <= lines[0]["predicted_cost"]
     assert router.training_summary["heldout"] == {"fraction": 0.2, "seed": 0}
+
+
+def test_route_with_an_int8_encoder(setup, capsys):
+    _, _, _, out = setup
+    args = ["route", "--router", str(out), "--query", "Who wrote Hamlet?", "--encoder-precision", "int8"]
+    assert main(args) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["backend"] in ("small", "large")

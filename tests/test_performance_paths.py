@@ -159,3 +159,22 @@ def test_bf16_encoder_where_the_cpu_has_it(tiny_encoder, monkeypatch):
     monkeypatch.setattr("haps_core.speed.bf16_supported", lambda: False)
     with pytest.raises(ValueError, match="no native bfloat16"):
         optimize_encoder(tiny_encoder, "bf16")
+
+
+def test_router_encoder_precision_switch(tmp_path):
+    """set_encoder_precision swaps in an int8 copy (cache kept, own fingerprint) and back."""
+    router = _router("haps", 1)  # expects 12-dim embeddings: a matching tiny encoder
+    enc = load_encoder(str(make_tiny_bert(tmp_path / "bert12", hidden=12)), device="cpu")
+    cached = CachedEncoder(enc, tmp_path / "cache")
+    router.attach_encoder(cached)
+    texts = ["the cat sat on the mat", "a cheap router query"]
+    before = router.route(texts, cost_weight=0.0)
+    router.set_encoder_precision("int8")
+    assert isinstance(router.encoder, CachedEncoder) and router.encoder.encoder.precision == "int8"
+    assert router.encoder.directory != cached.directory and router.encoder.encoder_id == enc.encoder_id
+    assert len(router.route(texts, cost_weight=0.0)) == 2
+    router.set_encoder_precision("fp32")
+    assert router.encoder.encoder is enc
+    assert router.route(texts, cost_weight=0.0) == before
+    with pytest.raises(ValueError, match="precision"):
+        router.set_encoder_precision("fp8")
