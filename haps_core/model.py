@@ -209,12 +209,18 @@ class RouterNet(nn.Module):
                 [z[:, None, :].expand(-1, n_backends, -1), backend_in[None].expand(bsz, -1, -1)], dim=2
             )
             gen = self.low_base + self.pgn(pgn_in)  # [B, n_backends, m*k + k + 2k]
-            gen = gen[:, parent.backend_of]  # [B, A, ...]
-            w1 = gen[..., : m * k].reshape(bsz, -1, m, k)
-            b1 = gen[..., m * k : m * k + k]
-            w2 = gen[..., m * k + k :].reshape(bsz, -1, k, 2)
-            hidden = torch.nn.functional.gelu(torch.einsum("am,bamk->bak", phi, w1) + b1)
-            delta = torch.einsum("bak,bako->bao", hidden, w2)  # [B, A, 2]
+            # Every action through every backend's generated first layer as ONE matrix product
+            # (phi [A, m] @ [m, n*B*k]), then each action keeps its own backend's slice. Only
+            # 1/n of the products is used, but gathering a whole generated head per (query,
+            # action) instead costs far more in memory traffic, forward and backward.
+            n_actions_all, rows = phi.shape[0], torch.arange(phi.shape[0], device=x.device)
+            w1 = gen[..., : m * k].reshape(bsz, n_backends, m, k).permute(2, 1, 0, 3)
+            hidden = (phi @ w1.reshape(m, -1)).reshape(n_actions_all, n_backends, bsz, k)
+            hidden = hidden[rows, parent.backend_of]  # [A, B, k]
+            b1 = gen[..., m * k : m * k + k].permute(1, 0, 2)[parent.backend_of]  # [A, B, k]
+            hidden = torch.nn.functional.gelu(hidden + b1)
+            w2 = gen[..., m * k + k :].reshape(bsz, n_backends, k, 2).permute(1, 0, 2, 3)
+            delta = (hidden[..., None] * w2[parent.backend_of]).sum(-2).permute(1, 0, 2)  # [B, A, 2]
             return q + delta[..., 0], c + delta[..., 1]
         order = torch.argsort(torch.tensor(idxs, device=x.device))
         return q + torch.cat(deltas_q, 1)[:, order], c + torch.cat(deltas_c, 1)[:, order]
