@@ -697,7 +697,8 @@ LlamaIndex .+?HAPSLLM\(
 - queries: 40
 .+?
 - parameters: \d+
-
+(?:- \w+: \S+
+)*
 Training hyper-parameters: .*?epochs=3, .+?\.
 
 ## Evaluation
