@@ -8,13 +8,14 @@ Prints ONE table. Every configuration runs in its own subprocess, so its peak RS
 2. Synthetic logs: features are random unit vectors (no encoder), outcomes a `RoutingLog` built
    from numpy arrays with 10 observed actions per query (sparse: 10% of cells at 100 actions),
    at 100k / 300k / 1M rows x 20 / 100 actions. Reported: the pivot to the sparse outcome table
-   (`log.outcomes()`), one full-batch warm-up step of the linear path (the trainer runs
+   (`log.outcomes()`), one warm-up step of the linear path (the trainer runs
    `skip_warmup_steps` = 300 of them per member), one training epoch (members=1, batch 64), the
    held-out (early-stopping) evaluation after it, the dense blocks the trainer cuts out of the
    sparse table, and peak RSS. No dense matrix of the whole log is ever built: training batches
-   are dense per batch, but the warm-up set (85% of the queries) and the early-stopping set (15%)
-   are dense as whole blocks, and the evaluation's forward pass over the whole early-stopping set
-   materialises a generated head per (query, action): both grow with the log.
+   are dense per batch; the warm-up takes full-batch steps while the training split fits in
+   `training.MAX_DENSE_CELLS` (query, action) cells and steps through blocks of that size
+   beyond; the held-out evaluation runs blocks of at most `training.EVAL_BLOCK_QUERIES` queries.
+   So memory stays flat as the log grows (beyond the log, its sparse table and the features).
 3. Data-parallel: the 300k x 100 epoch in one process and with `--ddp` gloo ranks under torchrun
    (one thread each, back to back), global batch 64 split across ranks.
 
@@ -112,13 +113,16 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
     n_stop = round(n_q * config.early_stopping_fraction)
     fit_q = np.arange(n_q - n_stop)
 
-    # The warm-up of the linear path, apart: each step is a full-batch step over the training
-    # split. Per step = (time of 1 + k steps - time of 1 step) / k, so one-off costs (building
-    # its dense block, first-call initialisation) are not counted per step.
+    # The warm-up of the linear path, apart: a full-batch step over the training split, or over
+    # its next block when it holds more than MAX_DENSE_CELLS cells. Per step = (time of 1 + k
+    # steps - time of 1 step) / k, so one-off costs (the starting biases' pass over the split,
+    # first-call initialisation) are not counted per step. The L2 is fixed (no search).
+    provider = training.FrozenFeatures(feats)
+
     def warm_up(steps: int) -> float:
-        cfg = TrainingConfig(skip_warmup_steps=steps, progress=False, device="cpu")
+        cfg = TrainingConfig(skip_warmup_steps=steps, skip_l2=1e-4, progress=False, device="cpu")
         start = time.perf_counter()
-        training._warm_up_skip(router, 0, feats[fit_q], table, fit_q, cfg, torch.device("cpu"))
+        training._warm_up_skip(router, 0, provider, table, fit_q, cfg, torch.device("cpu"))
         return time.perf_counter() - start
 
     t_first = warm_up(1)  # the process's first backward pass: one-off initialisation
@@ -145,8 +149,8 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
     train_router(router, feats, table, np.arange(n_q), config)
     t_train = time.perf_counter() - t0
     per_cell = 8 + 8 + 1 + 4 + 4 + 1  # numpy score, cost, mask + their float32/bool torch copies
-    p_gen = (router.action_values.shape[1] + router.config.style_dim) * router.config.pgn_hidden
-    p_gen += 3 * router.config.pgn_hidden
+    warm_rows = min(n_q - n_stop, max(1, training.MAX_DENSE_CELLS // n_a))
+    eval_rows = min(n_stop, training.EVAL_BLOCK_QUERIES)
     return {
         "rows": n_rows,
         "actions": n_actions,
@@ -160,11 +164,12 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
         "eval_s": spent["eval"],
         "steps": -(-(n_q - n_stop) // batch_size),
         "dense_batch_mb": batch_size * n_a * per_cell / 2**20,
-        "dense_warmup_mb": (n_q - n_stop) * n_a * per_cell / 2**20,
-        "dense_stop_mb": n_stop * n_a * per_cell / 2**20,
+        "dense_warmup_mb": warm_rows * n_a * per_cell / 2**20,
+        "dense_stop_mb": eval_rows * n_a * per_cell / 2**20,
         "full_dense_mb": n_q * n_a * per_cell / 2**20,
-        # RouterNet.forward gathers a generated head per (query, action): [n, A, P] float32
-        "eval_gather_mb": n_stop * n_a * p_gen * 4 / 2**20,
+        # RouterNet.forward: every action through every backend's generated first layer,
+        # [A, n_backends, B, k] float32 per evaluation block
+        "eval_gather_mb": n_a * len(table.space.backends) * eval_rows * router.config.pgn_hidden * 4 / 2**20,
         "rss_log_mb": rss_log,
         "rss_pivot_mb": rss_pivot,
         "rss_warm_mb": rss_warm,
@@ -336,7 +341,7 @@ def main() -> None:
     )
     print(
         "| data | rows | queries x actions | read (build) / pivot s | training time | s per epoch "
-        "| held-out eval per epoch | dense blocks MB: batch / warm-up set / stop set (whole log) "
+        "| held-out eval per epoch | dense blocks MB: batch / warm-up block / eval block (whole log) "
         "| peak RSS MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
@@ -353,10 +358,10 @@ def main() -> None:
         print(
             f"| synthetic, unit-vector features | {s['rows']:,} | {s['queries']:,} x {s['actions']} "
             f"({s['cells']:,} cells) | {s['build_s']:.1f} / {s['pivot_s']:.2f} "
-            f"| warm-up: {s['warm_up_step_s']:.3f} s per full-batch step (x300 = "
+            f"| warm-up: {s['warm_up_step_s']:.3f} s per step (x300 = "
             f"{300 * s['warm_up_step_s']:.0f} s; first step {s['warm_up_first_s']:.1f} s) "
             f"| {s['epoch_s']:.1f} ({s['steps']:,} steps of {args.batch_size}; {growth:.2f}x the "
-            f"{sizes[0] // 1000}k-row epoch) | {s['eval_s']:.1f} s (forward gathers "
+            f"{sizes[0] // 1000}k-row epoch) | {s['eval_s']:.1f} s (PGN activations per block "
             f"{s['eval_gather_mb']:.0f} MB) "
             f"| {s['dense_batch_mb']:.2f} / {s['dense_warmup_mb']:.0f} / {s['dense_stop_mb']:.0f} "
             f"({s['full_dense_mb']:.0f}) | log {s['rss_log_mb']:.0f}, pivot {s['rss_pivot_mb']:.0f}, "

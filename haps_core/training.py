@@ -167,11 +167,17 @@ def _batch_tensors(
 # (query, action) cells at once (about 40 MB for scores, costs and mask), so memory stays flat
 # on logs with millions of queries.
 MAX_DENSE_CELLS = 1 << 22
+# Held-out evaluation also runs the network a block of queries at a time: the PGN's activations
+# grow with queries x actions x backends (see RouterNet.forward).
+EVAL_BLOCK_QUERIES = 1024
 
 
-def _chunks(n_queries: int, n_actions: int) -> list[slice]:
-    """Position ranges covering `n_queries` rows with at most MAX_DENSE_CELLS cells each."""
+def _chunks(n_queries: int, n_actions: int, max_queries: int | None = None) -> list[slice]:
+    """Position ranges covering `n_queries` rows with at most MAX_DENSE_CELLS cells (and at
+    most `max_queries` rows) each."""
     step = max(1, MAX_DENSE_CELLS // max(n_actions, 1))
+    if max_queries is not None:
+        step = max(1, min(step, max_queries))
     return [slice(s, min(s + step, n_queries)) for s in range(0, n_queries, step)]
 
 
@@ -241,7 +247,7 @@ def dev_regret(
     was_training = router.training
     router.eval()
     totals = np.zeros(len(weights))
-    for part in _chunks(len(query_idx), len(table.space)):
+    for part in _chunks(len(query_idx), len(table.space), EVAL_BLOCK_QUERIES):
         score, cost, mask = table.dense(query_idx[part])
         quality, pred_cost = _member_predict(router, features[part], member)
         rows = np.arange(len(score))
@@ -300,7 +306,7 @@ def _heldout_loss(
     """Supervised loss of `forward(features) -> (quality logits, log-costs)` on held-out
     queries, a block of queries at a time. `features` are those queries' rows, in order."""
     total, n = 0.0, 0.0
-    for part in _chunks(len(query_idx), len(table.space)):
+    for part in _chunks(len(query_idx), len(table.space), EVAL_BLOCK_QUERIES):
         score, cost, mask = _batch_tensors(table, query_idx[part], device)
         q_logit, log_c = forward(features[part])
         t, c = _supervised_sums(
