@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -72,6 +73,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     raise ValueError(msg)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     """Validate ``texts`` once, so each encoder can assume a clean ``list[str]``."""
     if isinstance(texts, str | bytes):
@@ -82,6 +86,11 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             msg = f"texts[{index}] must be a str, got {type(text).__name__} ({text!r:.60})"
             raise TypeError(msg)
+        if _SURROGATE.search(text):
+            # Unpaired surrogates (undecodable bytes under `surrogateescape`, or a JSON
+            # "\udXXX" escape) cannot be tokenised: they are encoded as U+FFFD, as a UTF-8
+            # decoder with errors="replace" would have done.
+            items[index] = _SURROGATE.sub("\ufffd", text)
     return items
 
 
@@ -206,12 +215,26 @@ class HFEncoder(QueryEncoder):
         # Right padding keeps real tokens at positions 0..n-1 in causal models, so a text gets
         # the same vector alone or in a padded batch.
         self.tokenizer.padding_side = "right"
+        # A fast tokenizer keeps its truncation/padding settings as state that every call
+        # rewrites: calls from several threads (one router serving a thread pool) must not
+        # interleave, or one gets the other's settings (untruncated ids past max_length).
+        self._tokenizer_lock = threading.Lock()
         self.model = AutoModel.from_pretrained(name_or_path, dtype=dtype, **hub_kwargs)
         self.model.to(self._device).eval()
         self.max_length = max_length or self._default_max_length(name_or_path)
         with torch.no_grad():  # warm-up: lazy CUDA/kernel init happens here, not on query one
             self._dim = int(self._encode_batch(["warm-up"]).shape[1])
         logger.info("Loaded encoder %s (dim=%d) on %s", self._encoder_id, self._dim, self._device)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copy.deepcopy (ablations copy a router with its encoder) cannot copy a lock
+        state = self.__dict__.copy()
+        state.pop("_tokenizer_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tokenizer_lock = threading.Lock()
 
     def _default_max_length(self, name_or_path: str | os.PathLike[str]) -> int:
         st_config = Path(name_or_path) / "sentence_bert_config.json"
@@ -253,9 +276,10 @@ class HFEncoder(QueryEncoder):
         if not items:
             msg = "texts must not be empty for tokenize"
             raise ValueError(msg)
-        batch = self.tokenizer(
-            items, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        with self._tokenizer_lock:
+            batch = self.tokenizer(
+                items, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
         return {k: batch[k].to(self._device) for k in ("input_ids", "attention_mask")}
 
     def forward_features(
@@ -279,7 +303,8 @@ class HFEncoder(QueryEncoder):
         return self.forward_features(batch["input_ids"], batch["attention_mask"])
 
     def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
-        encoded = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
         lengths = [len(ids) for ids in encoded]
         truncated = sum(length > self.max_length for length in lengths)
         if truncated:

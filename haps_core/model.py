@@ -44,6 +44,7 @@ from haps_core.features import STRUCTURAL_FEATURES, action_value_features, struc
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("haps", "flat", "no_pgn")
+FEATURE_CLIP = 10.0  # standard deviations; see HAPSRouter.normalise
 
 
 @dataclass
@@ -271,7 +272,11 @@ class HAPSRouter(nn.Module):
 
     # -- network ---------------------------------------------------------------------------
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
-        return (features - self.feature_mean) / self.feature_std
+        """Standardised features, clipped to +-FEATURE_CLIP standard deviations: a query unlike
+        every training query (another script, a huge length) must not drive the heads into
+        overflow (an infinite predicted cost), only to the edge of what they were trained on."""
+        x = (features - self.feature_mean) / self.feature_std
+        return x.clamp(-FEATURE_CLIP, FEATURE_CLIP)
 
     def forward(self, features: torch.Tensor, member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality logits and log-costs of every action: ([B, A], [B, A]).

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from haps_core.encoders import HFEncoder
-from haps_core.model import HAPSRouter
+from haps_core.model import FEATURE_CLIP, HAPSRouter
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class FusedRouterHeads(nn.Module):
         """Quality logits and log-costs [B, A] each, as `HAPSRouter.forward(features)` gives."""
         if self._fallback is not None:
             return self._fallback(features)
-        x = (features - self.feature_mean) / self.feature_std
+        x = ((features - self.feature_mean) / self.feature_std).clamp(-FEATURE_CLIP, FEATURE_CLIP)
         q, c = self._members(x)
         if self.n_members == 1:
             return q[0], c[0]

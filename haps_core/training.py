@@ -348,7 +348,11 @@ def fit_normalisation(router: HAPSRouter, features: torch.Tensor) -> None:
     features are standardised and the embedding geometry is kept.
     """
     mean = features.mean(0)
-    std = features.std(0).clamp_min(1e-4) if len(features) > 1 else torch.ones_like(mean)
+    std = features.std(0) if len(features) > 1 else torch.ones_like(mean)
+    # A feature (nearly) constant in training, e.g. the share of Cyrillic letters in an English
+    # log, keeps its raw scale: dividing by a tiny spread would put any query that has it
+    # thousands of standard deviations out. Its weights never trained anyway.
+    std = torch.where(std < 1e-3, torch.ones_like(std), std)
     d = router.config.embed_dim
     mean[:d] = 0.0
     std[:d] = 1.0
