@@ -26,8 +26,17 @@ def check_cost_weight(cost_weight: float, name: str = "cost_weight") -> float:
 
 
 def utilities(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
-    """``quality - cost_weight * cost``, elementwise."""
-    return quality - cost_weight * cost
+    """``quality - cost_weight * cost``, elementwise.
+
+    At cost weight 0 the cost is ignored entirely (0 x an infinite predicted cost is quality, not
+    NaN). A NaN prediction gives a NaN utility, without a floating-point warning; `choose` never
+    picks it.
+    """
+    quality = np.asarray(quality, dtype=float)
+    if cost_weight == 0:
+        return quality + np.zeros_like(np.asarray(cost, dtype=float))  # broadcast like the formula
+    with np.errstate(invalid="ignore", over="ignore"):
+        return quality - cost_weight * np.asarray(cost, dtype=float)
 
 
 def choose(
@@ -48,15 +57,22 @@ def choose(
         int array [n] of action indices; ties go to the cheapest action.
     """
     cost_weight = check_cost_weight(cost_weight)
+    cost = np.asarray(cost, dtype=float)
     u = utilities(quality, cost, cost_weight)
+    # A prediction that is not a finite number (a query far outside the training data can
+    # overflow the cost head) must never win by accident: np.argmax picks NaN over everything.
+    # Such actions rank below every finite utility, yet above the actions `allowed` excludes.
+    u = np.where(np.isfinite(u), u, -np.finfo(float).max)
+    # Ties (within float noise) go to the cheaper action: subtract a tiny cost-proportional term
+    # (a non-finite cost counts as the most expensive).
+    finite_cost = np.isfinite(cost)
+    scale = max(float(np.max(np.abs(cost), where=finite_cost, initial=0.0)), 1e-12)
+    u = u - 1e-9 * np.where(finite_cost, cost / scale, 2.0)
     if allowed is not None:
         if not np.any(allowed):
             msg = "`allowed` excludes every action"
             raise ValueError(msg)
         u = np.where(allowed, u, -np.inf)
-    # Ties (within float noise) go to the cheaper action: subtract a tiny cost-proportional term.
-    scale = max(float(np.nanmax(np.abs(cost))), 1e-12)
-    u = u - 1e-9 * cost / scale
     return np.argmax(u, axis=-1)
 
 

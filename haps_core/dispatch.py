@@ -10,8 +10,12 @@ takes three things that do not depend on any framework, so they live here once:
   names, so this module imports no HTTP or provider library;
 * the loop: retry transient errors on the chosen action (tenacity, bounded, with jittered
   exponential back-off), then fall back to the next candidate on a *different* backend, recording
-  every attempt (`call_with_fallback`, `acall_with_fallback`). When every candidate fails, one
-  `AllBackendsFailedError` lists them all.
+  every attempt (`call_with_fallback`, `acall_with_fallback`). An optional ``call_timeout`` bounds
+  each attempt, so a backend that hangs is a (transient) `CallTimeoutError`, not a stuck request.
+  When every candidate fails, one `AllBackendsFailedError` lists them all;
+* what the router reads: the routing text is checked, made encodable and capped in length
+  (`routing_text`), and routing is serialised per router (`routing_lock`), while the backend
+  always gets the caller's input unchanged.
 
 Around the loop, the pieces every integration needs identically: checked routing and the record
 of a call (`route_checked`, `served_candidate`, `decision_record`, `interrupted_stream`), and the
@@ -22,9 +26,17 @@ The integrations supply a ``call(candidate, attempt_number)`` function that does
 framework-specific work (apply the parameters, call the model).
 """
 
+import asyncio
+import contextvars
+import functools
 import logging
+import math
+import re
+import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -41,13 +53,19 @@ from tenacity.wait import wait_base
 
 from haps_core.catalog import DEFAULT_PROMPT_STYLE, RoutingSpace
 from haps_core.decision import Alternative, RoutingDecision, check_cost_weight, fallback_order
-from haps_core.errors import AllBackendsFailedError, RoutingError, StreamInterruptedError
+from haps_core.errors import (
+    AllBackendsFailedError,
+    CallTimeoutError,
+    RoutingError,
+    StreamInterruptedError,
+)
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 __all__ = [
+    "MAX_ROUTING_CHARS",
     "PROMPT_STYLE",
     "Attempt",
     "acall_with_fallback",
@@ -55,6 +73,7 @@ __all__ = [
     "call_with_fallback",
     "candidates",
     "check_attempts",
+    "check_call_timeout",
     "check_max_backends",
     "check_router",
     "checked_prompt_styles",
@@ -65,6 +84,8 @@ __all__ = [
     "parameter_report",
     "resolve_prompt_styles",
     "route_checked",
+    "routing_lock",
+    "routing_text",
     "served_candidate",
     "system_message_for",
     "warn_unreachable",
@@ -295,6 +316,63 @@ def check_attempts(value: int, name: str = "max_attempts_per_backend") -> int:
     return value
 
 
+def check_call_timeout(value: float | None, name: str = "call_timeout") -> float | None:
+    """Validates a per-attempt time limit: None (no limit) or a finite number of seconds > 0."""
+    if value is None:
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        msg = f"`{name}` must be None (no limit) or a finite number of seconds > 0, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _run_with_timeout(fn: Callable[[], T], timeout: float | None, backend: str) -> T:
+    """``fn()``, or `CallTimeoutError` when it has not returned after ``timeout`` seconds.
+
+    A running Python call cannot be interrupted from outside, so with a limit ``fn`` runs in a
+    daemon worker thread (with the caller's context variables, so tracing callbacks still nest)
+    that is abandoned on timeout: the caller moves on, whatever the worker does later is dropped.
+    """
+    if timeout is None:
+        return fn()
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def worker() -> None:
+        try:
+            outcome["value"] = context.run(fn)
+        except BaseException as exc:  # handed to the caller below, whatever it is
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=worker, name=f"haps-call-{backend}", daemon=True).start()
+    if not done.wait(timeout):
+        raise CallTimeoutError(backend, timeout)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+async def _await_with_timeout(call: Awaitable[T], timeout: float | None, backend: str) -> T:
+    """``await call``, cancelled with `CallTimeoutError` after ``timeout`` seconds.
+
+    A ``TimeoutError`` the backend raises itself passes through unchanged (it is transient too).
+    """
+    if timeout is None:
+        return await call
+    limit = asyncio.timeout(timeout)
+    try:
+        async with limit:
+            return await call
+    except TimeoutError:
+        if limit.expired():
+            raise CallTimeoutError(backend, timeout) from None
+        raise
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -322,6 +400,7 @@ def call_with_fallback(
     max_backends: int | None = None,
     wait: wait_base | Callable[[RetryCallState], float] | None = None,
     classify: Callable[[BaseException], bool] = is_transient,
+    call_timeout: float | None = None,
 ) -> tuple[T, list[Attempt]]:
     """Calls the decision's action, retrying transient errors, then falling back.
 
@@ -333,6 +412,9 @@ def call_with_fallback(
         wait: tenacity wait strategy between retries (default `default_wait`); tests pass
             ``tenacity.wait_none()``.
         classify: ``exc -> bool``, True when worth retrying (default `is_transient`).
+        call_timeout: seconds one attempt may take (None: no limit). A call still running then
+            fails with `CallTimeoutError` (transient: retried, then fallen back from); its
+            worker thread is abandoned (see `CallTimeoutError`).
 
     Returns:
         ``(result, attempts)``: the first successful result and every attempt made, the
@@ -342,6 +424,7 @@ def call_with_fallback(
         AllBackendsFailedError: every candidate failed; ``.attempts`` lists every attempt.
     """
     check_attempts(max_attempts_per_backend)
+    call_timeout = check_call_timeout(call_timeout)
     attempts: list[Attempt] = []
     last: Exception | None = None
     for cand in candidates(decision, max_backends):
@@ -357,7 +440,9 @@ def call_with_fallback(
                     number = state.retry_state.attempt_number
                     start = time.perf_counter()
                     try:
-                        result = call(cand, number)
+                        result = _run_with_timeout(
+                            functools.partial(call, cand, number), call_timeout, cand.backend
+                        )
                     except Exception as exc:
                         attempts.append(_failed(cand, number, exc, start, classify))
                         raise
@@ -386,9 +471,15 @@ async def acall_with_fallback(
     max_backends: int | None = None,
     wait: wait_base | Callable[[RetryCallState], float] | None = None,
     classify: Callable[[BaseException], bool] = is_transient,
+    call_timeout: float | None = None,
 ) -> tuple[T, list[Attempt]]:
-    """The async twin of `call_with_fallback`: ``call`` is awaited, back-off waits are async."""
+    """The async twin of `call_with_fallback`: ``call`` is awaited, back-off waits are async.
+
+    With ``call_timeout``, an attempt still pending after that many seconds is cancelled and
+    fails with `CallTimeoutError` (transient).
+    """
     check_attempts(max_attempts_per_backend)
+    call_timeout = check_call_timeout(call_timeout)
     attempts: list[Attempt] = []
     last: Exception | None = None
     for cand in candidates(decision, max_backends):
@@ -404,7 +495,7 @@ async def acall_with_fallback(
                     number = state.retry_state.attempt_number
                     start = time.perf_counter()
                     try:
-                        result = await call(cand, number)
+                        result = await _await_with_timeout(call(cand, number), call_timeout, cand.backend)
                     except Exception as exc:
                         attempts.append(_failed(cand, number, exc, start, classify))
                         raise
@@ -429,31 +520,123 @@ async def acall_with_fallback(
 # Framework-free pieces that every integration needs identically, so that a decision reads the
 # same in a LangChain message's ``response_metadata["haps"]`` and a LlamaIndex response's
 # ``additional_kwargs["haps"]``.
+MAX_ROUTING_CHARS = 32_000
+"""The most characters of one query that the router reads (its head); the backend gets them all.
+
+The encoder reads at most a few hundred tokens anyway, and the structural features saturate long
+before this; tokenizing a megabyte just to throw most of it away would put seconds of CPU on the
+request path.
+"""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def routing_text(text: Any, max_chars: int = MAX_ROUTING_CHARS, name: str = "query") -> str:
+    """The text a router reads for one query: checked, made encodable, capped in length.
+
+    * Not a string: TypeError; empty or whitespace-only: ValueError (nothing to route on).
+    * Unpaired surrogates (U+D800-U+DFFF: what undecodable bytes become under Python's
+      ``surrogateescape``, or what a JSON ``"\\udXXX"`` escape gives) cannot be encoded as UTF-8
+      and crash tokenizers: each is replaced by U+FFFD for routing (logged at INFO).
+    * Longer than ``max_chars`` characters: the first ``max_chars`` are routed on, with a warning.
+
+    Only what the router reads changes: the integrations send the caller's input unchanged.
+
+    Args:
+        text: the query text.
+        max_chars: the most characters routed on (an int >= 1).
+        name: how the caller names ``text`` in error messages.
+    """
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        msg = f"`max_chars` must be an int >= 1, got {max_chars!r}"
+        raise ValueError(msg)
+    if not isinstance(text, str):
+        msg = f"`{name}` must be a string to route on, got {type(text).__name__}: {text!r:.80}"
+        raise TypeError(msg)
+    if not text.strip():
+        msg = f"`{name}` is empty or whitespace-only ({len(text)} characters): there is nothing to route on"
+        raise ValueError(msg)
+    if _SURROGATE.search(text):
+        count = len(_SURROGATE.findall(text))
+        logger.info("HAPS: %s has %d unpaired surrogate(s) (invalid UTF-8); routed as U+FFFD", name, count)
+        text = _SURROGATE.sub("\ufffd", text)
+    if len(text) > max_chars:
+        logger.warning(
+            "HAPS: %s has %d characters; routing on its first %d (max_chars); the backend gets all of it",
+            name,
+            len(text),
+            max_chars,
+        )
+        text = text[:max_chars]
+    return text
+
+
+_ROUTING_LOCKS: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+_SHARED_LOCK = threading.Lock()
+
+
+@contextmanager
+def routing_lock(router: Any) -> Iterator[None]:
+    """Holds ``router``'s lock: one routing call at a time per router object.
+
+    A router is shared by every request of an integration, and async calls route in worker
+    threads. Its encoder's Hugging Face tokenizer is not safe to call from several threads at
+    once (a call switches truncation off while another tokenizes: embeddings of the wrong length,
+    or a crash), so the integrations route one batch at a time per router. Batching
+    (``batch``/``abatch``) is the way to route many queries fast.
+    """
+    with _LOCKS_GUARD:
+        try:
+            lock = _ROUTING_LOCKS.setdefault(router, threading.Lock())
+        except TypeError:  # not weak-referenceable or unhashable: one lock for all such routers
+            lock = _SHARED_LOCK
+    with lock:
+        yield
+
+
 def route_checked(
     router: Any,
     texts: Sequence[str],
     cost_weight: float | None,
     max_cost_per_query: float | None,
     known_backends: Collection[str],
+    max_chars: int = MAX_ROUTING_CHARS,
 ) -> list[RoutingDecision]:
     """``router.route`` (one forward pass for ``texts``), checked before anything is called.
 
-    A router that returns the wrong number of decisions, or names a backend the caller has no
-    model for, is a bug in the router or its catalog; failing here names it, instead of a
-    ``KeyError`` deep in a framework.
+    Each text goes through `routing_text` (empty ones are refused, unpaired surrogates replaced,
+    long ones cut to ``max_chars``), and routing holds `routing_lock`. A router that returns the
+    wrong number of decisions, or names a backend the caller has no model for, is a bug in the
+    router or its catalog; failing here names it, instead of a ``KeyError`` deep in a framework.
+    A decision whose choice or runner-ups have a non-finite predicted quality or cost is logged:
+    the query lies far outside what the router was trained on, and its predictions mean little.
 
     Raises:
+        TypeError, ValueError: a text is not a string, or is empty.
         RoutingError: wrong number of decisions, or an unknown backend.
     """
-    texts = list(texts)
-    decisions = list(router.route(texts, cost_weight=cost_weight, max_cost_per_query=max_cost_per_query))
+    texts = [routing_text(t, max_chars, f"texts[{i}]") for i, t in enumerate(texts)]
+    with routing_lock(router):
+        decisions = list(router.route(texts, cost_weight=cost_weight, max_cost_per_query=max_cost_per_query))
     if len(decisions) != len(texts):
         msg = f"router returned {len(decisions)} decisions for {len(texts)} queries"
         raise RoutingError(msg)
-    for d in decisions:
+    for i, d in enumerate(decisions):
         if d.backend not in known_backends:
             msg = f"router chose backend {d.backend!r}, which has no model (have: {sorted(known_backends)})"
             raise RoutingError(msg)
+        values = [(c.predicted_quality, c.predicted_cost) for c in fallback_order(d)]
+        if not all(math.isfinite(q) and math.isfinite(c) for q, c in values):
+            logger.warning(
+                "HAPS: the router's predictions for texts[%d] (%.60r) are not all finite (quality, "
+                "cost of the choice and runner-ups: %s): the query lies far outside the router's "
+                "training data; chose %r",
+                i,
+                texts[i],
+                values,
+                d.backend,
+            )
     logger.debug(
         "HAPS routed %d queries (cost_weight=%s, max_cost=%s)", len(texts), cost_weight, max_cost_per_query
     )

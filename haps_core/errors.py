@@ -61,3 +61,24 @@ class StreamInterruptedError(HAPSError):
             f"({type(error).__name__}: {error}); the partial output is in `.partial_output`"
         )
         super().__init__(message)
+
+
+class CallTimeoutError(HAPSError, TimeoutError):
+    """A backend call took longer than the integration's ``call_timeout``; HAPS stopped waiting.
+
+    It is a `TimeoutError`, so the retry loop treats it as transient: the backend is retried,
+    then HAPS falls back to the next candidate. An async call is cancelled; a sync call cannot be
+    interrupted from outside, so its worker thread is abandoned and finishes (or hangs) in the
+    background, its result discarded.
+
+    Attributes:
+        backend: the backend that did not answer in time.
+        timeout: the limit, in seconds.
+    """
+
+    def __init__(self, backend: str, timeout: float) -> None:
+        self.backend = backend
+        self.timeout = timeout
+        super().__init__(
+            f"backend {backend!r} did not answer within call_timeout={timeout:g} s; HAPS stopped waiting"
+        )

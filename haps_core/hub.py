@@ -206,6 +206,42 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Flushes a folder's entries (the renames into it) to disk, where the OS supports it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # not supported for folders on this platform or file system
+        pass
+    finally:
+        os.close(fd)
+
+
+def _backup_prefix(target: Path) -> str:
+    return f".{target.name}.old-"
+
+
+def _interrupted_save_backups(folder: Path) -> list[Path]:
+    """Complete previous checkpoints that an interrupted save left beside ``folder``, newest first.
+
+    A save moves the previous checkpoint aside, then renames the new one into place. A crash
+    (power cut, SIGKILL) between those two renames leaves no folder at the path, and the previous
+    checkpoint, intact, under this hidden name.
+    """
+    parent = folder.parent
+    if not parent.is_dir():
+        return []
+    found = [
+        p
+        for p in parent.glob(f"{_backup_prefix(folder)}*")
+        if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()
+    ]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def _share_permissions(folder: Path) -> None:
     """Gives the checkpoint ordinary permissions (mkdtemp makes it private, 0700).
 
@@ -222,7 +258,10 @@ def save_router(router: HAPSRouter, directory: str | os.PathLike[str], repo_id: 
     """Writes the checkpoint atomically: into a temporary sibling folder, then renamed into place.
 
     A crash or an error mid-save therefore leaves the previous checkpoint (if any) intact, and a
-    reader never sees a half-written one. The model card is regenerated from the new config.
+    reader never sees a half-written one. The model card is regenerated from the new config. The
+    one window where the folder's path is empty is between the two renames (previous checkpoint
+    aside, new one in): a crash exactly there leaves the previous checkpoint intact under a hidden
+    ``.<name>.old-*`` sibling, and loading the path says so and how to restore it.
 
     Args:
         router: the router to save.
@@ -276,7 +315,7 @@ def save_router(router: HAPSRouter, directory: str | os.PathLike[str], repo_id: 
         _share_permissions(tmp)
         _fsync_tree(tmp)
         if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            backup = Path(tempfile.mkdtemp(prefix=_backup_prefix(target), dir=target.parent))
             backup.rmdir()
             target.rename(backup)
         try:
@@ -289,6 +328,7 @@ def save_router(router: HAPSRouter, directory: str | os.PathLike[str], repo_id: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_dir(target.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
     logger.info("saved router to %s", target)
@@ -307,6 +347,12 @@ def _check_folder(folder: Path) -> None:
     """Refuses pickle-format files and links that leave the folder, before reading anything."""
     if not folder.is_dir():
         msg = f"checkpoint folder {folder} does not exist"
+        backups = [] if folder.exists() else _interrupted_save_backups(folder)
+        if backups:
+            msg += (
+                f": a save into it was interrupted after moving the previous checkpoint aside; that "
+                f"checkpoint is intact at {backups[0]}: restore it with `mv {backups[0]} {folder}`"
+            )
         raise CheckpointError(msg)
     root = folder.resolve()
     blobs = _hub_blobs_dir(root)
@@ -635,6 +681,8 @@ def from_pretrained(
     if path.exists():
         msg = f"router {name!r} is a file; expected a checkpoint folder (with {CONFIG_NAME}) or a Hub repo id"
         raise CheckpointError(msg)
+    if _interrupted_save_backups(path.absolute()):
+        _check_folder(path.absolute())  # names the previous checkpoint an interrupted save left
     if not _is_repo_id(name):
         msg = (
             f"router {name!r} is neither an existing checkpoint folder nor a Hub repo id of the form "

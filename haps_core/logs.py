@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,13 @@ class LogValidationError(ValueError):
         self.errors = list(errors)
         shown = "\n".join(f"  {e}" for e in self.errors[:MAX_REPORTED_ERRORS])
         more = len(self.errors) - MAX_REPORTED_ERRORS
-        tail = f"\n  ... and {more} more" if more > 0 else ""
+        tail = ""
+        if more > 0:  # past the detailed ones, still name every bad line (compactly)
+            lines = sorted({e.line for e in self.errors})
+            tail = (
+                f"\n  ... and {more} more; all {len(lines)} invalid line(s): "
+                + ", ".join(str(n) for n in lines)
+            )
         msg = (
             f"{len(self.errors)} invalid value(s) in {file} ({n_rows} rows read); nothing was "
             f"loaded. Fix them, or pass skip_invalid=True (--skip-invalid) to drop those rows:\n"
@@ -90,9 +97,27 @@ class LogValidationError(ValueError):
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    """A CSV file as text. Bytes that are not UTF-8 become unpaired surrogates
+    (``surrogateescape``), which field validation reports with their line, instead of the
+    whole file failing on the first one."""
     if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(
+            gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # type: ignore[return-value]
+
+
+def _lines(fh: Iterable[bytes]) -> Iterator[bytes]:
+    """A binary file's lines, ended by \\n, \\r\\n or a lone \\r (as text mode reads them)."""
+    for raw in fh:
+        if b"\r" in raw.rstrip(b"\r\n"):
+            yield from raw.splitlines(keepends=True)
+        else:
+            yield raw
 
 
 def _suffix(path: Path) -> str:
@@ -115,13 +140,21 @@ def _iter_raw(path: Path, errors: list[RowError]) -> Iterator[tuple[int, dict[st
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield i, row, False
         return
-    with _open_text(path) as fh:
-        if suffix.startswith(".csv"):
+    if suffix.startswith(".csv"):
+        with _open_text(path) as fh:
             reader = csv.DictReader(fh)
             for row in reader:
                 yield reader.line_num, {k: v for k, v in row.items() if k is not None}, True
-            return
-        for i, line in enumerate(fh, start=1):
+        return
+    # JSON lines are decoded one by one, so a line that is not UTF-8 is one bad row, not a crash.
+    with _open_binary(path) as fh:
+        for i, raw in enumerate(_lines(fh), start=1):
+            try:
+                line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"
+                errors.append(RowError(str(path), i, "<line>", raw.strip()[:80], problem))
+                continue
             if not line.strip():
                 continue
             try:
@@ -176,6 +209,7 @@ _NUMERIC_RULES: dict[str, tuple[float, float, str]] = {
     "n_samples": (1.0, math.inf, "an integer >= 1"),
 }
 _STRING_FIELDS = ("query_id", "query", "model", "prompt_style", "dataset", "task")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_field(name: str, value: Any, text: bool) -> Any:
@@ -202,6 +236,11 @@ def _parse_field(name: str, value: Any, text: bool) -> Any:
             or (allowed.startswith("a non-empty") and not s.strip())
         ):
             raise ValueError(allowed)
+        bad = _SURROGATE.search(s)
+        if bad:  # a JSON "\udXXX" escape, or a CSV byte that is not UTF-8: no tokenizer takes it
+            where = f"U+{ord(bad.group()):04X} at character {bad.start()}"
+            msg = f"{allowed} of valid Unicode (found an unpaired surrogate, {where})"
+            raise ValueError(msg)
         return s
     # A parameter the catalog declares beyond temperature and prompt style.
     allowed = "a finite number, a string or a boolean"

@@ -99,6 +99,7 @@ from haps_core.dispatch import (
     call_costs,
     call_with_fallback,
     check_attempts,
+    check_call_timeout,
     check_max_backends,
     check_router,
     checked_prompt_styles,
@@ -190,7 +191,11 @@ def extract_query_text(messages: Sequence[BaseMessage]) -> str:
         if isinstance(message, HumanMessage):
             text = _content_text(message.content)
             if not text.strip():
-                msg = "HAPS routes on the last human message's text, which is empty (no text parts)"
+                msg = (
+                    "HAPS routes on the last human message's text, which is empty or whitespace-only "
+                    f"(no text parts with content: {len(text)} characters in its text parts); "
+                    "nothing to route on"
+                )
                 raise ValueError(msg)
             return text
     kinds = [type(m).__name__ for m in messages]
@@ -686,6 +691,11 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
             model request; parameters with no other route are bound as kwargs for these only.
         retry_wait: tenacity wait strategy between retries (default: jittered exponential,
             0.05 s to 2 s). Tests pass ``tenacity.wait_none()``.
+        call_timeout: seconds one backend call may take (for a stream: until its first chunk);
+            None (default): no limit. A call that takes longer fails with
+            `haps_core.errors.CallTimeoutError`, a transient error (retried, then fallen back
+            from). Prefer the backend's own request timeout where it has one; this bounds the
+            backends that have none, or ignore it.
 
     Example:
         .. code-block:: python
@@ -714,6 +724,7 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
     max_backends: _MaxBackends = None
     forwards_kwargs: list[str] = Field(default_factory=list)
     retry_wait: Any = None
+    call_timeout: float | None = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -723,6 +734,11 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
     @classmethod
     def _check_max_attempts(cls, value: int) -> int:
         return check_attempts(value, "max_attempts")
+
+    @field_validator("call_timeout")
+    @classmethod
+    def _check_call_timeout(cls, value: float | None) -> float | None:
+        return check_call_timeout(value)
 
     @model_validator(mode="after")
     def _build(self) -> "HAPSRunnable":
@@ -798,6 +814,7 @@ class HAPSRunnable(RunnableSerializable[LanguageModelInput, BaseMessage]):
             "max_attempts_per_backend": self.max_attempts,
             "max_backends": self.max_backends,
             "wait": self.retry_wait,
+            "call_timeout": self.call_timeout,
         }
 
     def _start(self, input: Any, config: RunnableConfig) -> Any:
@@ -1032,7 +1049,8 @@ class ChatHAPS(BaseChatModel):
             ``.invoke(x, haps_cost_weight=50.0)`` (or ``haps_max_cost_per_query=0.01``),
             ``.bind(haps_cost_weight=50.0)``, or
             ``.configurable_fields(cost_weight=ConfigurableField(id="haps_cost_weight"))``.
-        prompt_styles, max_backends, forwards_kwargs, retry_wait: as in `HAPSRunnable`.
+        prompt_styles, max_backends, forwards_kwargs, retry_wait, call_timeout: as in
+            `HAPSRunnable`.
         model: a name for traces (``ls_model_name``), default ``"haps"``.
         temperature / max_tokens / timeout: when set, PIN that parameter for every call,
             overriding the router's choice (applied to the backend like a routed parameter).
@@ -1109,6 +1127,8 @@ class ChatHAPS(BaseChatModel):
     """Backends whose invoke forwards unknown keyword arguments into the model request."""
     retry_wait: Any = None
     """tenacity wait strategy between retries (default: jittered exponential, 0.05 s to 2 s)."""
+    call_timeout: float | None = None
+    """Seconds one backend call may take (a stream: until its first chunk); None: no limit."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -1121,6 +1141,11 @@ class ChatHAPS(BaseChatModel):
             msg = f"`max_retries` must be an int >= 0, got {value!r}"
             raise ValueError(msg)
         return value
+
+    @field_validator("call_timeout")
+    @classmethod
+    def _check_call_timeout(cls, value: float | None) -> float | None:
+        return check_call_timeout(value)
 
     @model_validator(mode="after")
     def _build(self) -> "ChatHAPS":
@@ -1206,6 +1231,7 @@ class ChatHAPS(BaseChatModel):
             "max_attempts_per_backend": self.max_retries + 1,
             "max_backends": self.max_backends,
             "wait": self.retry_wait,
+            "call_timeout": self.call_timeout,
         }
 
     def _generate(

@@ -76,10 +76,13 @@ from haps_core.dispatch import (
     Attempt,
     acall_with_fallback,
     call_with_fallback,
+    check_call_timeout,
     decision_record,
     interrupted_stream,
     resolve_prompt_styles,
     route_checked,
+    routing_lock,
+    routing_text,
     served_candidate,
     styles_without_text,
     system_message_for,
@@ -150,7 +153,11 @@ def extract_query_text(messages: Sequence[ChatMessage]) -> str:
         if message.role == MessageRole.USER:
             text = message_text(message)
             if not text.strip():
-                msg = "HAPS routes on the last user message's text, which is empty (no text parts)"
+                msg = (
+                    "HAPS routes on the last user message's text, which is empty or whitespace-only "
+                    f"(no text parts with content: {len(text)} characters in its text blocks); "
+                    "nothing to route on"
+                )
                 raise ValueError(msg)
             return text
     roles = [str(m.role.value) for m in messages]
@@ -283,6 +290,10 @@ class HAPSLLM(LLM):
             user message.
         retry_wait: tenacity wait strategy between retries (default: jittered exponential,
             0.05 s to 2 s). Tests pass ``tenacity.wait_none()``.
+        call_timeout: seconds one backend call may take (for a stream: until its first chunk);
+            None (default): no limit. A call that takes longer fails with
+            `haps_core.errors.CallTimeoutError`, a transient error (retried, then fallen back
+            from).
         model_name: the name reported in ``metadata``.
 
     Example:
@@ -315,6 +326,9 @@ class HAPSLLM(LLM):
         default=None, exclude=True, description="messages -> the text the router scores."
     )
     retry_wait: Any = Field(default=None, exclude=True, description="tenacity wait strategy.")
+    call_timeout: float | None = Field(
+        default=None, description="Seconds one backend call may take (None: no limit)."
+    )
     model_name: str = Field(default="haps", description="The name reported in `metadata`.")
 
     _styles: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -340,6 +354,11 @@ class HAPSLLM(LLM):
             msg = f"`max_attempts` must be an int >= 1, got {value!r}"
             raise ValueError(msg)
         return value
+
+    @field_validator("call_timeout")
+    @classmethod
+    def _check_call_timeout(cls, value: float | None) -> float | None:
+        return check_call_timeout(value)
 
     @field_validator("max_backends")
     @classmethod
@@ -517,6 +536,7 @@ class HAPSLLM(LLM):
             "max_attempts_per_backend": self.max_attempts,
             "max_backends": self.max_backends,
             "wait": self.retry_wait,
+            "call_timeout": self.call_timeout,
         }
 
     def _record(self, plan: _Plan, prepared: _Prepared, attempts: list[Attempt]) -> dict[str, Any]:
@@ -960,7 +980,12 @@ class HAPSSelector(BaseSelector):
         if not text or not text.strip():
             msg = "HAPSSelector got an empty query: there is nothing to route on"
             raise ValueError(msg)
-        return text
+        return routing_text(text, name="query.query_str")
+
+    def _predict(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The router's predictions for one query, holding its `routing_lock`."""
+        with routing_lock(self._router):
+            return self._router.predict([text])
 
     def _decide(
         self, backends: list[str], quality: np.ndarray, cost: np.ndarray, cost_weight: float
@@ -1015,12 +1040,12 @@ class HAPSSelector(BaseSelector):
     def _select(self, choices: Sequence[ToolMetadata], query: QueryBundle) -> HAPSSelectorResult:
         backends = self._choice_backends(choices)
         cost_weight = self._effective_cost_weight()
-        quality, cost = self._router.predict([self._query_text(query)])
+        quality, cost = self._predict(self._query_text(query))
         return self._decide(backends, quality, cost, cost_weight)
 
     async def _aselect(self, choices: Sequence[ToolMetadata], query: QueryBundle) -> HAPSSelectorResult:
         backends = self._choice_backends(choices)
         cost_weight = self._effective_cost_weight()
         # the router's forward pass is CPU/GPU work: keep it off the event loop
-        quality, cost = await asyncio.to_thread(self._router.predict, [self._query_text(query)])
+        quality, cost = await asyncio.to_thread(self._predict, self._query_text(query))
         return self._decide(backends, quality, cost, cost_weight)
