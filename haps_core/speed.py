@@ -49,6 +49,27 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([t.detach().float() for t in tensors]).contiguous()
 
 
+def _deep_heads_are_zero(member: nn.Module, arch: str) -> bool:
+    """Whether a member's deep heads add exactly nothing to its linear path, for any input:
+    their output layers are all zero (see `RouterNet`: they start at zero, and early stopping
+    may keep that state). Then the trunk, high-level head and PGN need not run."""
+    if arch == "flat":
+        outs = [member.flat_head.weight, member.flat_head.bias]
+    elif arch == "haps":
+        m, k = member._pgn_shapes
+        last = member.pgn[-1]
+        outs = [
+            member.high_head.weight,
+            member.high_head.bias,
+            member.low_base[m * k + k :],
+            last.weight[m * k + k :],
+            last.bias[m * k + k :],
+        ]
+    else:
+        return False
+    return all(not bool(t.detach().any()) for t in outs)
+
+
 class FusedRouterHeads(nn.Module):
     """The router ensemble's forward pass, fused across members, for inference.
 
@@ -85,18 +106,28 @@ class FusedRouterHeads(nn.Module):
         if self.arch == "no_pgn":
             self._fallback = copy.deepcopy(router).eval()
             return
+        # Members whose deep heads output exactly zero (early stopping kept their linear path
+        # alone: the output layers are still at their zero initialisation) are their linear
+        # path: only the others run the trunk and the heads. Exact, and often most members.
+        deep = [i for i, m in enumerate(members) if not _deep_heads_are_zero(m, self.arch)]
+        self.n_deep = len(deep)
+        self.register_buffer("deep_idx", torch.tensor(deep, dtype=torch.long))
+        skips = [m.skip for m in members]
+        members = [members[i] for i in deep]
         trunk_lin = [m.trunk[1] for m in members]
         norms = [m.trunk[3] for m in members]
-        h = trunk_lin[0].out_features
+        h = trunk_lin[0].out_features if members else 0
         self.hidden = h
-        self.ln_eps = float(norms[0].eps)
+        self.ln_eps = float(norms[0].eps) if norms else 1e-5
         # One GEMM for every member's first trunk layer and direct linear path: they all read
         # the same normalised features.
-        w_in = torch.cat([torch.cat([lin.weight for lin in trunk_lin]), *[m.skip.weight for m in members]])
-        b_in = torch.cat([torch.cat([lin.bias for lin in trunk_lin]), *[m.skip.bias for m in members]])
+        w_in = torch.cat([*[lin.weight for lin in trunk_lin], *[k.weight for k in skips]])
+        b_in = torch.cat([*[lin.bias for lin in trunk_lin], *[k.bias for k in skips]])
         self.register_buffer("w_in", w_in.detach().float().contiguous())
         self.register_buffer("b_in", b_in.detach().float().contiguous())
-        self.register_buffer("ln_weight", _stack([n.weight for n in norms])[:, None, :])  # [M, 1, h]
+        if not members:
+            return
+        self.register_buffer("ln_weight", _stack([n.weight for n in norms])[:, None, :])  # [D, 1, h]
         self.register_buffer("ln_bias", _stack([n.bias for n in norms])[:, None, :])
         if self.arch == "flat":
             self.register_buffer("w_head", _stack([m.flat_head.weight for m in members]).transpose(1, 2))
@@ -129,14 +160,17 @@ class FusedRouterHeads(nn.Module):
         self.register_buffer("b_gen", _stack(b_gen)[:, None, :])  # [M, 1, P]
 
     # -- forward ----------------------------------------------------------------------------
-    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Trunk state z [M, B, h] and the direct path's (quality, log-cost) [M, B, A] each."""
-        n_m, h, n_a, bsz = self.n_members, self.hidden, self.n_actions, x.shape[0]
-        out = torch.addmm(self.b_in, x, self.w_in.T)  # [B, M*h + M*2A]
-        pre = out[:, : n_m * h].reshape(bsz, n_m, h).transpose(0, 1)  # [M, B, h]
+    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Trunk state z [D, B, h] of the D members with deep heads (None if D = 0) and every
+        member's direct path (quality, log-cost) [M, B, A] each."""
+        n_m, n_d, h, n_a, bsz = self.n_members, self.n_deep, self.hidden, self.n_actions, x.shape[0]
+        out = torch.addmm(self.b_in, x, self.w_in.T)  # [B, D*h + M*2A]
+        skip = out[:, n_d * h :].reshape(bsz, n_m, 2 * n_a).transpose(0, 1)  # [M, B, 2A]
+        if n_d == 0:
+            return None, skip[..., :n_a], skip[..., n_a:]
+        pre = out[:, : n_d * h].reshape(bsz, n_d, h).transpose(0, 1)  # [D, B, h]
         z = torch.nn.functional.layer_norm(torch.nn.functional.gelu(pre), (h,), eps=self.ln_eps)
         z = z * self.ln_weight + self.ln_bias
-        skip = out[:, n_m * h :].reshape(bsz, n_m, 2 * n_a).transpose(0, 1)  # [M, B, 2A]
         return z, skip[..., :n_a], skip[..., n_a:]
 
     def _low_level(self, z: torch.Tensor) -> torch.Tensor:
@@ -162,18 +196,32 @@ class FusedRouterHeads(nn.Module):
 
     def _members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's (quality logits, log-costs): [M, B, A] each, from normalised x."""
-        z, q, c = self._trunk(x)
+        z, q_all, c_all = self._trunk(x)
+        if z is None:  # every member is its linear path
+            return q_all, c_all
+        q, c = q_all[self.deep_idx], c_all[self.deep_idx]  # the members with deep heads
         if self.arch == "flat":
             out = torch.baddbmm(self.b_head, z, self.w_head)
-            return q + out[..., : self.n_actions], c + out[..., self.n_actions :]
-        high = torch.baddbmm(self.b_high, z, self.w_high)  # [M, B, 2n]
+            q, c = q + out[..., : self.n_actions], c + out[..., self.n_actions :]
+            return self._merge(q_all, c_all, q, c)
+        high = torch.baddbmm(self.b_high, z, self.w_high)  # [D, B, 2n]
         q = q + high[..., : self.n_backends][..., self.backend_of]
         c = c + high[..., self.n_backends :][..., self.backend_of]
         parts = [
             self._low_level(z[:, s : s + self.chunk_size]) for s in range(0, z.shape[1], self.chunk_size)
         ]
         delta = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return q + delta[..., 0], c + delta[..., 1]
+        return self._merge(q_all, c_all, q + delta[..., 0], c + delta[..., 1])
+
+    def _merge(
+        self, q_all: torch.Tensor, c_all: torch.Tensor, q: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's outputs: the deep members' (q, c) in their places, the rest as given."""
+        if self.n_deep == self.n_members:
+            return q, c
+        q_all, c_all = q_all.clone(), c_all.clone()
+        q_all[self.deep_idx], c_all[self.deep_idx] = q, c
+        return q_all, c_all
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality logits and log-costs [B, A] each, as `HAPSRouter.forward(features)` gives."""

@@ -178,3 +178,35 @@ def test_router_encoder_precision_switch(tmp_path):
     assert router.route(texts, cost_weight=0.0) == before
     with pytest.raises(ValueError, match="precision"):
         router.set_encoder_precision("fp8")
+
+
+@pytest.mark.parametrize("arch", ["haps", "flat"])
+@pytest.mark.parametrize("linear_only", [(0, 2), (0, 1, 2)])
+def test_fused_heads_skip_members_that_are_their_linear_path(arch, linear_only):
+    """Members whose deep output layers are zero (early stopping kept the linear path) run only
+    that path in the fused heads; the result still equals the router's forward."""
+    from haps_core.speed import _deep_heads_are_zero
+
+    router = _router(arch, 3)
+    with torch.no_grad():
+        for i in linear_only:
+            net = router.members[i]
+            if arch == "flat":
+                net.flat_head.weight.zero_()
+                net.flat_head.bias.zero_()
+            else:
+                m, k = net._pgn_shapes
+                net.high_head.weight.zero_()
+                net.high_head.bias.zero_()
+                net.low_base[m * k + k :] = 0.0
+                net.pgn[-1].weight[m * k + k :] = 0.0
+                net.pgn[-1].bias[m * k + k :] = 0.0
+    assert [_deep_heads_are_zero(net, arch) for net in router.members] == [i in linear_only for i in range(3)]
+    fused = fuse_heads(router, chunk_size=8)
+    assert fused.n_deep == 3 - len(linear_only)
+    x = torch.randn(21, router.config.input_dim)
+    with torch.no_grad():
+        q0, c0 = router(x)
+        q1, c1 = fused(x)
+    torch.testing.assert_close(q1, q0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c1, c0, atol=1e-5, rtol=1e-5)
