@@ -44,6 +44,19 @@ from haps_core.features import STRUCTURAL_FEATURES, action_value_features, struc
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("haps", "flat", "no_pgn")
+
+# Counts parameter and buffer registrations in any module of the process (torch's global
+# registration hooks): HAPSRouter's inference cache re-reads its tensor list when it moved.
+_REGISTRATIONS = [0]
+
+
+def _count_registration(*_args: Any) -> None:
+    _REGISTRATIONS[0] += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_buffer_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
 FEATURE_CLIP = 10.0  # standard deviations; see HAPSRouter.normalise
 
 
@@ -352,14 +365,13 @@ class HAPSRouter(nn.Module):
 
     @torch.no_grad()
     def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted quality in [0, 1] and cost in USD of every action: ([n, A], [n, A])."""
-        was_training = self.training
-        self.eval()
-        device = self.feature_mean.device
-        x = torch.as_tensor(features, dtype=torch.float32, device=device)
+        """Predicted quality in [0, 1] and cost in USD of every action: ([n, A], [n, A]).
+
+        Through the fused inference heads, which have no dropout: the module's train/eval mode
+        does not matter here (and is not toggled, which costs as much as the heads at batch 1).
+        """
+        x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)
         q, c = self._inference_heads()(x)
-        if was_training:
-            self.train()
         quality = torch.sigmoid(q).float().cpu().numpy()
         cost = torch.exp(c).float().cpu().numpy() if self.has_cost else np.zeros_like(quality)
         return quality, cost
@@ -370,14 +382,18 @@ class HAPSRouter(nn.Module):
 
         It is a snapshot of the weights, so it is rebuilt whenever one changed: the key holds
         each tensor's identity and in-place version counter (optimiser steps, `load_state_dict`
-        and `copy_` bump it) and the device. Building twice under a thread race is harmless.
+        and `copy_` bump it) and the device. The list of tensors is cached too and re-read only
+        when some module (re)registered a parameter or buffer since (`module.weight = ...`,
+        `load_state_dict(assign=True)`): walking the modules costs more than the heads at batch
+        1. Building twice under a thread race is harmless.
         """
         from haps_core.speed import fuse_heads  # speed imports this module
 
-        key = (
-            str(self.feature_mean.device),
-            *((id(t), t._version) for t in (*self.parameters(), *self.buffers())),
-        )
+        tensors = self.__dict__.get("_fused_tensors")
+        if tensors is None or tensors[0] != _REGISTRATIONS[0]:
+            tensors = (_REGISTRATIONS[0], (*self.parameters(), *self.buffers()))
+            self.__dict__["_fused_tensors"] = tensors
+        key = (str(self.feature_mean.device), *((id(t), t._version) for t in tensors[1]))
         cached = self.__dict__.get("_fused_heads")
         if cached is None or cached[0] != key:
             cached = (key, fuse_heads(self))

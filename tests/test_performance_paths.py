@@ -210,3 +210,17 @@ def test_fused_heads_skip_members_that_are_their_linear_path(arch, linear_only):
         q1, c1 = fused(x)
     torch.testing.assert_close(q1, q0, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c1, c0, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_cache_sees_replaced_parameters():
+    """A parameter replaced by a new object (not changed in place) also rebuilds the fused heads."""
+    router = _router("haps", 2)
+    x = torch.randn(4, router.config.input_dim)
+    q1, _ = router.predict_features(x)
+    router.members[1].skip.weight = torch.nn.Parameter(router.members[1].skip.weight.detach() + 1.0)
+    q2, _ = router.predict_features(x)
+    with torch.no_grad():
+        np.testing.assert_allclose(q2, torch.sigmoid(router(x)[0]).numpy(), atol=1e-5)
+    assert not np.allclose(q1, q2)
+    router.train()  # the mode does not matter to the fused path (no dropout there)
+    np.testing.assert_allclose(router.predict_features(x)[0], q2, atol=1e-6)
