@@ -93,9 +93,8 @@ def main() -> None:
     seeds = [0] if args.quick else [0, 1, 2]
     features = features_for(minilm, log.queries, True)
     for seed in seeds[1:]:
-        router = fit_router(
-            log, minilm, features, train, RouterConfig(), TrainingConfig(progress=False, seed=seed)
-        )
+        cfg = RouterConfig(members=args.members)  # the same ensemble size as the seed-0 row
+        router = fit_router(log, minilm, features, train, cfg, TrainingConfig(progress=False, seed=seed))
         predictors[f"minilm+struct@seed{seed}"] = aligned_predictor(router, log, features)
 
     routers = {"knn": KNNRouter(), "linear": LinearRouter(), **predictors}
