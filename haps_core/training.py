@@ -72,9 +72,9 @@ class TrainingConfig:
             before the deep heads train on what it leaves; 0 skips the warm-up.
         skip_lr: learning rate of that warm-up.
         skip_l2: L2 penalty of the linear path in the warm-up; None chooses it from
-            `SKIP_L2_CANDIDATES` by the loss on the first member's early-stopping queries, and
-            the other members reuse it (the right strength depends on the log's size and
-            noise, so it is picked on held-out queries rather than fixed).
+            `SKIP_L2_CANDIDATES` by the summed loss on the early-stopping queries of the first
+            `SKIP_L2_SPLITS` members, and every member uses it (the right strength depends on
+            the log's size and noise, so it is picked on held-out queries rather than fixed).
     """
 
     epochs: int = 60
@@ -456,6 +456,9 @@ class FineTunedEncoderFeatures(FeatureProvider):
 
 
 SKIP_L2_CANDIDATES = (1e-5, 1e-4, 1e-3, 1e-2)
+# The linear path's L2 is chosen on the summed held-out loss of this many members' splits: one
+# split of ~150 queries is a noisy judge (it flipped the choice between seeds).
+SKIP_L2_SPLITS = 3
 
 
 def _warm_up_skip(
@@ -467,14 +470,16 @@ def _warm_up_skip(
     config: TrainingConfig,
     device: torch.device,
     stop_q: np.ndarray | None = None,
-) -> float:
+    return_losses: bool = False,
+) -> Any:
     """Fits the member's direct linear path alone (the deep heads' outputs held at zero).
 
     With few observations per action, a per-action linear model trained to convergence is a
     strong, stable base (see the `linear` baseline); the hierarchical heads and the PGN then
     learn corrections to it under early stopping instead of racing it. Its L2 strength is
     `config.skip_l2`, or, when that is None, the candidate with the lowest loss on the
-    member's early-stopping queries `stop_q`. Returns the strength used.
+    member's early-stopping queries `stop_q`. Returns the strength used; with `return_losses`,
+    the held-out loss of every candidate strength instead (the path is then left unfitted).
 
     Small logs take full-batch steps; when the fit split holds more than MAX_DENSE_CELLS
     (query, action) cells, each step takes the next block of queries instead, so the outcomes
@@ -520,12 +525,13 @@ def _warm_up_skip(
         if table.has_cost:
             bias[n_actions:] = bias_c
 
-    def fit(l2: float) -> None:
-        with torch.no_grad():
-            net.skip.weight.zero_()
-            net.skip.bias.copy_(bias)
+    def fit(l2: float, steps: int | None = None, restart: bool = True) -> None:
+        if restart:
+            with torch.no_grad():
+                net.skip.weight.zero_()
+                net.skip.bias.copy_(bias)
         opt = torch.optim.Adam(net.skip.parameters(), lr=config.skip_lr)
-        for step in range(config.skip_warmup_steps):
+        for step in range(config.skip_warmup_steps if steps is None else steps):
             x, score, cost, mask = block(step % len(parts))
             out = net.skip(x)
             q, c = out[:, :n_actions], out[:, n_actions:]
@@ -540,7 +546,10 @@ def _warm_up_skip(
             with torch.no_grad():
                 interpolate_unseen_actions(router, net.skip, seen)
 
-    if config.skip_l2 is not None or stop_q is None or len(stop_q) == 0:
+    no_stop = stop_q is None or len(stop_q) == 0
+    if return_losses and no_stop:
+        return {}
+    if (config.skip_l2 is not None or no_stop) and not return_losses:
         l2 = config.skip_l2 if config.skip_l2 is not None else 1e-4
         fit(l2)
         fill_unseen()
@@ -551,14 +560,17 @@ def _warm_up_skip(
         out = net.skip(x)
         return out[:, :n_actions], out[:, n_actions:]
 
+    # A regularisation path: the strongest penalty first, from scratch, then each weaker one
+    # continuing from the previous solution with a third of the steps (it starts close).
     losses = {}
-    for l2 in SKIP_L2_CANDIDATES:
-        fit(l2)
+    for i, l2 in enumerate(sorted(SKIP_L2_CANDIDATES, reverse=True)):
+        fit(l2, None if i == 0 else max(1, config.skip_warmup_steps // 3), restart=i == 0)
         losses[l2] = _heldout_loss(skip_forward, x_stop, table, stop_q, config.cost_loss_weight, device)
+    if return_losses:
+        return losses
     chosen = min(losses, key=losses.get)
     logger.debug("member %d: linear path l2 %g (held-out losses %s)", member, chosen, losses)
-    if chosen != SKIP_L2_CANDIDATES[-1]:
-        fit(chosen)
+    fit(chosen)
     fill_unseen()
     return float(chosen)
 
@@ -781,21 +793,38 @@ def train_router(
             )
 
     ids = [table.query_ids[i] for i in train_queries]
-    members = []
-    member_config = config
+    splits = []
     for member in range(n_members):
         held = split_queries(ids, config.early_stopping_fraction, seed=config.seed + 7 + member)
         if held.all() or not held.any():
             held = np.zeros(len(train_queries), dtype=bool)
             held[-max(1, len(train_queries) // 7) :] = True
+        splits.append((train_queries[~held], train_queries[held]))
+    member_config = config
+    if config.skip_l2 is None and config.skip_warmup_steps:
+        # One L2 for every member's linear path, chosen on several members' held-out queries
+        # (each member's own choice on ~15% of the queries varied with the split).
+        search = provider or FrozenFeatures(features_dev)
+        total: dict[float, float] = {}
+        for member, (fit_q, stop_q) in enumerate(splits[:SKIP_L2_SPLITS]):
+            losses = _warm_up_skip(router, member, search, table, fit_q, config, device, stop_q, True)
+            for l2, loss in losses.items():
+                total[l2] = total.get(l2, 0.0) + loss
+        if total:
+            chosen = min(total, key=total.get)
+            logger.info("linear path l2 %g (summed held-out losses %s)", chosen, total)
+            member_config = dataclasses.replace(config, skip_l2=chosen)
+    members = []
+    for member in range(n_members):
+        fit_q, stop_q = splits[member]
         members.append(
             _train_member(
                 router,
                 member,
                 features_dev,
                 table,
-                train_queries[~held],
-                train_queries[held],
+                fit_q,
+                stop_q,
                 weights,
                 member_config,
                 device,
@@ -803,10 +832,6 @@ def train_router(
                 provider,
             )
         )
-        if member_config.skip_l2 is None and members[-1]["skip_l2"] is not None:
-            # The linear path's L2 is chosen once, by the first member on its held-out queries:
-            # the other members see nearly the same data, and the search costs 4 warm-ups.
-            member_config = dataclasses.replace(member_config, skip_l2=members[-1]["skip_l2"])
     if show:
         sys.stderr.write("\n")
     router.eval()
