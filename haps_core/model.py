@@ -202,8 +202,11 @@ class RouterNet(nn.Module):
             return base_q + out[:, :n_actions], base_c + out[:, n_actions:]
         n_backends = parent.backend_prices.shape[0]
         high = self.high_head(z)
-        q = base_q + high[:, :n_backends][:, parent.backend_of]
-        c = base_c + high[:, n_backends:][:, parent.backend_of]
+        # index_select rather than advanced indexing throughout: its backward (index_add) is
+        # deterministic on CPU, where advanced indexing's (index_put with accumulation) is not
+        # with several threads, and training must be reproducible.
+        q = base_q + high[:, :n_backends].index_select(1, parent.backend_of)
+        c = base_c + high[:, n_backends:].index_select(1, parent.backend_of)
         deltas_q, deltas_c, idxs = [], [], []
         if self.arch == "no_pgn":
             for b, head in enumerate(self.low_heads):
@@ -215,7 +218,7 @@ class RouterNet(nn.Module):
         else:
             # All backends at once: generate each backend's head, then gather per action.
             m, k = self._pgn_shapes
-            style_feats = self.style_proj(parent.style_embeddings)[parent.style_of]  # [A, style]
+            style_feats = self.style_proj(parent.style_embeddings).index_select(0, parent.style_of)
             phi = torch.cat([parent.action_values, style_feats], dim=1)  # [A, m]
             bsz = z.shape[0]
             backend_in = torch.cat([self.backend_embedding.weight, parent.backend_prices], dim=1)
@@ -230,14 +233,17 @@ class RouterNet(nn.Module):
             n_actions_all, rows = phi.shape[0], torch.arange(phi.shape[0], device=x.device)
             w1 = gen[..., : m * k].reshape(bsz, n_backends, m, k).permute(2, 1, 0, 3)
             hidden = (phi @ w1.reshape(m, -1)).reshape(n_actions_all, n_backends, bsz, k)
-            hidden = hidden[rows, parent.backend_of]  # [A, B, k]
-            b1 = gen[..., m * k : m * k + k].permute(1, 0, 2)[parent.backend_of]  # [A, B, k]
+            pick = rows * n_backends + parent.backend_of  # each action's own backend
+            hidden = hidden.reshape(n_actions_all * n_backends, bsz, k).index_select(0, pick)  # [A, B, k]
+            b1 = gen[..., m * k : m * k + k].permute(1, 0, 2).index_select(0, parent.backend_of)  # [A, B, k]
             hidden = torch.nn.functional.gelu(hidden + b1)
             w2 = gen[..., m * k + k :].reshape(bsz, n_backends, k, 2).permute(1, 0, 2, 3)
-            delta = (hidden[..., None] * w2[parent.backend_of]).sum(-2).permute(1, 0, 2)  # [B, A, 2]
+            w2 = w2.index_select(0, parent.backend_of)  # [A, B, k, 2]
+            delta = (hidden[..., None] * w2).sum(-2).permute(1, 0, 2)  # [B, A, 2]
             return q + delta[..., 0], c + delta[..., 1]
         order = torch.argsort(torch.tensor(idxs, device=x.device))
-        return q + torch.cat(deltas_q, 1)[:, order], c + torch.cat(deltas_c, 1)[:, order]
+        dq, dc = torch.cat(deltas_q, 1).index_select(1, order), torch.cat(deltas_c, 1).index_select(1, order)
+        return q + dq, c + dc
 
 
 class HAPSRouter(nn.Module):
