@@ -79,6 +79,7 @@ from haps_core.dispatch import (
     check_call_timeout,
     decision_record,
     interrupted_stream,
+    parameter_report,
     resolve_prompt_styles,
     route_checked,
     routing_lock,
@@ -468,21 +469,9 @@ class HAPSLLM(LLM):
             ``reaches_model`` is False for ``not_applied`` (e.g. an LLM with neither a
             ``temperature`` field nor ``generate_kwargs``): the router's choice is then ignored.
         """
-        report: dict[str, dict[str, dict[str, Any]]] = {}
-        for backend in self.router.space.backends:
-            grid = backend.parameters
-            sample = {p: values[-1] for p, values in grid.items() if p != PROMPT_STYLE}
-            _, applied = apply_parameters(self.llms[backend.name], sample)
-            routes = {}
-            for param in sorted(grid):
-                mechanism = "system_message" if param == PROMPT_STYLE else applied[param]
-                routes[param] = {
-                    "mechanism": mechanism,
-                    "reaches_model": mechanism != "not_applied",
-                    "detail": _DETAILS[mechanism],
-                }
-            report[backend.name] = routes
-        return report
+        return parameter_report(
+            self.router.space, lambda name, sample: apply_parameters(self.llms[name], sample)[1], _DETAILS
+        )
 
     # -- internals -------------------------------------------------------------------------
     def _text(self, messages: Sequence[ChatMessage]) -> str:

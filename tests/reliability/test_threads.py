@@ -58,6 +58,18 @@ def key(decision):
     return (decision.backend, decision.action_index, round(decision.predicted_quality, 6))
 
 
+def threaded_against_sequential(route_one, queries: list[str], ledger) -> list:
+    """Routes `queries` one by one, then from N_THREADS threads at once; asserts no thread
+    failed and every threaded decision equals the sequential one. Returns the sequential ones."""
+    sequential = [route_one(q) for q in queries]
+    results, errors = run_threads(route_one, queries)
+    lost = sum(1 for k in results for i, got in enumerate(results[k]) if got != sequential[i])
+    ledger(THREADS, faults=0, calls=N_THREADS * len(queries) + len(queries), lost=lost, inputs=len(queries))
+    assert errors == []
+    assert lost == 0
+    return sequential
+
+
 def test_8_threads_x_500_routes_through_an_integration_match_sequential(tiny_router, ledger):
     """REAL router, FAKE (unused) backends. 8 threads x 500 ``HAPSRunnable.route`` calls, one
     query each, on the shared router; every decision equals the sequential one, none fails."""
@@ -66,12 +78,7 @@ def test_8_threads_x_500_routes_through_an_integration_match_sequential(tiny_rou
         backends={"small": EchoChatModel(tag="small"), "large": EchoChatModel(tag="large")},
     )
     queries = texts(500)
-    sequential = [key(haps.route([q])[0]) for q in queries]
-    results, errors = run_threads(lambda q: key(haps.route([q])[0]), queries)
-    lost = sum(1 for k in results for i, got in enumerate(results[k]) if got != sequential[i])
-    ledger(THREADS, faults=0, calls=N_THREADS * len(queries) + len(queries), lost=lost, inputs=len(queries))
-    assert errors == []
-    assert lost == 0
+    sequential = threaded_against_sequential(lambda q: key(haps.route([q])[0]), queries, ledger)
     assert len(set(sequential)) > 100  # decisions depend on the query: the comparison means something
 
 
@@ -81,9 +88,4 @@ def test_8_threads_x_100_direct_router_routes_match_sequential(tiny_router, ledg
     Expected: every decision equals the sequential one (the encoder serialises tokenizer calls).
     """
     queries = texts(100, long_every=1)  # all long: each call flips the tokenizer's truncation
-    sequential = [key(tiny_router.route([q])[0]) for q in queries]
-    results, errors = run_threads(lambda q: key(tiny_router.route([q])[0]), queries)
-    lost = sum(1 for k in results for i, got in enumerate(results[k]) if got != sequential[i])
-    ledger(THREADS, faults=0, calls=N_THREADS * len(queries) + len(queries), lost=lost, inputs=len(queries))
-    assert errors == []
-    assert lost == 0
+    threaded_against_sequential(lambda q: key(tiny_router.route([q])[0]), queries, ledger)
