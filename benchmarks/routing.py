@@ -87,9 +87,9 @@ def load_or_train_router(path: str | None) -> tuple[HAPSRouter, str]:
             return router, f"loaded from {folder}"
     if path:
         raise SystemExit(f"no router checkpoint in {path}")
-    from haps_core.data import bench_logs, bench_prices
     from haps_core.embedding import embedding_encoder
     from haps_core.logs import read_logs, split_queries
+    from haps_core.paths import bench_logs, bench_prices
     from haps_core.pipeline import features_for, fit_router
     from haps_core.training import TrainingConfig
 
@@ -105,8 +105,8 @@ def load_or_train_router(path: str | None) -> tuple[HAPSRouter, str]:
 
 def workloads(n: int) -> dict[str, list[str]]:
     """Distinct dev-split haps-bench queries, as logged and as short questions."""
-    from haps_core.data import bench_logs, bench_prices
     from haps_core.logs import read_logs, split_queries
+    from haps_core.paths import bench_logs, bench_prices
 
     log = read_logs(bench_logs(), prices=bench_prices())
     dev = split_queries(log.query_ids, 0.2, seed=0)

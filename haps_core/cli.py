@@ -45,7 +45,7 @@ def _add_log_args(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve_logs(args: argparse.Namespace) -> tuple[list[str], str | None]:
-    from haps_core.data import bench_logs, bench_prices
+    from haps_core.paths import bench_logs, bench_prices
 
     if args.logs:
         return args.logs, args.prices
@@ -129,9 +129,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _load_router_for_eval(args: argparse.Namespace, log: Any) -> tuple[Any, float, int]:
     """Loads the router and picks the split it held out when it was trained, if any."""
-    from haps_core.embedding import default_cache_dir
     from haps_core.encoders import CachedEncoder
     from haps_core.model import HAPSRouter
+    from haps_core.paths import default_cache_dir
 
     router = HAPSRouter.from_pretrained(args.router)
     if not args.no_cache and not isinstance(router.encoder, CachedEncoder):

@@ -6,10 +6,15 @@ with ties going to the cheaper action (a router that is indifferent should not s
 """
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from haps_core.catalog import RoutingSpace
 
 logger = logging.getLogger(__name__)
 
@@ -224,3 +229,109 @@ def fallback_order(decision: RoutingDecision) -> list[Alternative]:
         decision.action_index,
     )
     return [first, *decision.alternatives]
+
+
+@runtime_checkable
+class RouterLike(Protocol):
+    """What the integrations, the CLI and the selector need of a router: its catalog, its
+    predictions, and `route` (which real and test routers implement with `route_from_predictions`).
+    """
+
+    space: "RoutingSpace"
+    default_cost_weight: float
+
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality and cost of every action per text: ([n, A], [n, A])."""
+        ...
+
+    def route(
+        self,
+        texts: Sequence[str] | str,
+        cost_weight: float | None = None,
+        max_cost_per_query: float | None = None,
+        n_alternatives: int = 3,
+    ) -> list[RoutingDecision]:
+        """One decision per text."""
+        ...
+
+
+def check_budget(max_cost_per_query: float, name: str = "max_cost_per_query") -> float:
+    """Validates a budget: a finite number of USD > 0."""
+    budget = float(max_cost_per_query)
+    if not math.isfinite(budget) or budget <= 0:
+        msg = f"`{name}` must be a positive number of USD, got {max_cost_per_query!r}"
+        raise ValueError(msg)
+    return budget
+
+
+def calibrate_cost_weight(quality: np.ndarray, cost: np.ndarray, max_cost_per_query: float) -> float:
+    """The smallest cost weight whose mean predicted cost over reference predictions fits a budget.
+
+    Args:
+        quality: predicted quality of every action on the reference queries ([n, A]).
+        cost: predicted cost (USD) of every action on them ([n, A]).
+        max_cost_per_query: budget in USD per query (a mean over the reference queries).
+    """
+    budget = check_budget(max_cost_per_query)
+    if len(cost) == 0:
+        msg = "no reference queries to calibrate the budget on: pass `features`"
+        raise ValueError(msg)
+    cheapest = float(cost.min(axis=1).mean())
+    if budget < cheapest:
+        msg = (
+            f"`max_cost_per_query`={budget:.6g} USD is below the cheapest action's mean "
+            f"predicted cost ({cheapest:.6g} USD per query); allowed: >= {cheapest:.6g}"
+        )
+        raise ValueError(msg)
+    weights = cost_weight_grid(cost.mean(axis=0), n=200)
+    for w in weights:
+        chosen = choose(quality, cost, float(w))
+        if cost[np.arange(len(cost)), chosen].mean() <= budget:
+            return float(w)
+    return float(weights[-1])
+
+
+def route_from_predictions(
+    space: "RoutingSpace",
+    quality: np.ndarray,
+    cost: np.ndarray,
+    *,
+    cost_weight: float | None = None,
+    max_cost_per_query: float | None = None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+    default_cost_weight: float = 0.0,
+    allowed: np.ndarray | None = None,
+    n_alternatives: int = 3,
+) -> list[RoutingDecision]:
+    """THE decision routine: predictions of a batch -> one `RoutingDecision` per query.
+
+    Every router (`HAPSRouter.route`, `haps route`, `HAPSSelector`, the tests' fakes) decides
+    through here, so a cost weight or a budget means the same everywhere.
+
+    Args:
+        space: the routing space the predictions are over.
+        quality, cost: predicted quality and USD cost of every action ([n, A]).
+        cost_weight: lambda >= 0; default `default_cost_weight`.
+        max_cost_per_query: alternatively a budget in USD per query, calibrated to a cost weight
+            on `reference` predictions (default: this batch's own).
+        reference: (quality, cost) predictions of reference queries for the budget.
+        default_cost_weight: the cost weight when neither knob is given.
+        allowed: optional boolean mask over actions ([A]) or per query ([n, A]); excluded
+            actions are never chosen.
+        n_alternatives: runner-up actions kept per decision for fallback.
+    """
+    if cost_weight is not None and max_cost_per_query is not None:
+        msg = "give either `cost_weight` or `max_cost_per_query`, not both"
+        raise ValueError(msg)
+    if max_cost_per_query is not None:
+        ref_q, ref_c = reference if reference is not None else (quality, cost)
+        cost_weight = calibrate_cost_weight(ref_q, ref_c, max_cost_per_query)
+    elif cost_weight is None:
+        cost_weight = default_cost_weight
+    if allowed is not None:
+        mask = np.broadcast_to(np.asarray(allowed, dtype=bool), np.shape(quality))
+        if not mask.any(axis=-1).all():
+            msg = "`allowed` excludes every action of some query"
+            raise ValueError(msg)
+        quality = np.where(mask, quality, -np.inf)
+    return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives)

@@ -1,23 +1,16 @@
 """Embedding a log's queries once, with the on-disk cache, for training and evaluation."""
 
 import logging
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 from haps_core.encoders import QueryEncoder, load_encoder
+from haps_core.paths import CACHE_ENV, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "HAPS_CACHE_DIR"
-
-
-def default_cache_dir() -> Path:
-    """``$HAPS_CACHE_DIR`` or ``~/.cache/haps``: where embeddings and converted models are kept."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "haps"
+__all__ = ["CACHE_ENV", "default_cache_dir", "embed_texts", "embedding_encoder"]
 
 
 def embedding_encoder(

@@ -82,3 +82,7 @@ class CallTimeoutError(HAPSError, TimeoutError):
         super().__init__(
             f"backend {backend!r} did not answer within call_timeout={timeout:g} s; HAPS stopped waiting"
         )
+
+
+class DataNotFoundError(HAPSError, FileNotFoundError):
+    """The benchmark data a command needs is not where HAPS looked for it."""

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from haps_core.catalog import RoutingSpace
 from haps_core.errors import CheckpointError
 from haps_core.model import HAPSRouter, RouterConfig
+from haps_core.paths import default_router_dir
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,6 @@ CONFIG_KEYS = frozenset(
 # Tensors the router derives from the catalog: the saved values must equal what the config's
 # catalog gives, or the config describes a different catalog than the weights were trained on.
 CATALOG_TENSORS = ("action_values", "backend_prices")
-
-
-def default_router_dir() -> Path:
-    """The router shipped inside the package (trained by `make default-router`)."""
-    return Path(__file__).resolve().parent / "default_router"
 
 
 def _library_version() -> str:

@@ -33,7 +33,7 @@ def smollm2_gguf_folder() -> Path | None:
 
 def smollm2_dir(cache_root: Path | None = None) -> Path:
     """The dense SmolLM2 folder, converted from the package's GGUF on first use."""
-    from haps_core.embedding import default_cache_dir
+    from haps_core.paths import default_cache_dir
 
     target = (cache_root or default_cache_dir()) / SMOLLM2_CACHE_NAME
     if (target / "config.json").is_file():

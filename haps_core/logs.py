@@ -80,9 +80,8 @@ class LogValidationError(ValueError):
         tail = ""
         if more > 0:  # past the detailed ones, still name every bad line (compactly)
             lines = sorted({e.line for e in self.errors})
-            tail = (
-                f"\n  ... and {more} more; all {len(lines)} invalid line(s): "
-                + ", ".join(str(n) for n in lines)
+            tail = f"\n  ... and {more} more; all {len(lines)} invalid line(s): " + ", ".join(
+                str(n) for n in lines
             )
         msg = (
             f"{len(self.errors)} invalid value(s) in {file} ({n_rows} rows read); nothing was "

@@ -35,9 +35,10 @@ from torch import nn
 from haps_core.catalog import RoutingSpace
 from haps_core.decision import (
     RoutingDecision,
-    choose,
-    cost_weight_grid,
+    calibrate_cost_weight,
+    check_budget,
     decisions_from_predictions,
+    route_from_predictions,
 )
 from haps_core.features import STRUCTURAL_FEATURES, action_value_features, structural_features
 
@@ -420,31 +421,13 @@ class HAPSRouter(nn.Module):
             features: reference queries' features (unlabelled traffic); default: the sample of
                 training queries stored in the router.
         """
-        budget = float(max_cost_per_query)
-        if not math.isfinite(budget) or budget <= 0:
-            msg = f"`max_cost_per_query` must be a positive number of USD, got {max_cost_per_query!r}"
-            raise ValueError(msg)
+        check_budget(max_cost_per_query)
         if not self.has_cost:
             msg = "this router was trained on logs without cost: a budget cannot be applied"
             raise ValueError(msg)
         ref = self.reference_features if features is None else features
-        if len(ref) == 0:
-            msg = "no reference queries to calibrate the budget on: pass `features`"
-            raise ValueError(msg)
-        quality, cost = self.predict_features(ref)
-        cheapest = float(cost.min(axis=1).mean())
-        if budget < cheapest:
-            msg = (
-                f"`max_cost_per_query`={budget:.6g} USD is below the cheapest action's mean "
-                f"predicted cost ({cheapest:.6g} USD per query); allowed: >= {cheapest:.6g}"
-            )
-            raise ValueError(msg)
-        weights = cost_weight_grid(cost.mean(axis=0), n=200)
-        for w in weights:
-            chosen = choose(quality, cost, float(w))
-            if cost[np.arange(len(cost)), chosen].mean() <= budget:
-                return float(w)
-        return float(weights[-1])
+        quality, cost = self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
+        return calibrate_cost_weight(quality, cost, max_cost_per_query)
 
     def decide(
         self,
@@ -487,12 +470,25 @@ class HAPSRouter(nn.Module):
             raise ValueError(msg)
         features = self.featurize(texts)
         quality, cost = self.predict_features(features)
+        reference = None
         if max_cost_per_query is not None:
-            ref = features if len(texts) > 1 else None
-            cost_weight = self.calibrate_cost_weight(max_cost_per_query, ref)
-        elif cost_weight is None:
-            cost_weight = self.default_cost_weight
-        return self.decide(quality, cost, cost_weight, n_alternatives)
+            check_budget(max_cost_per_query)
+            if not self.has_cost:
+                msg = "this router was trained on logs without cost: a budget cannot be applied"
+                raise ValueError(msg)
+            if len(texts) == 1:  # one query: calibrate on the stored reference queries
+                ref = self.reference_features
+                reference = self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
+        return route_from_predictions(
+            self.space,
+            quality,
+            cost,
+            cost_weight=cost_weight,
+            max_cost_per_query=max_cost_per_query,
+            reference=reference,
+            default_cost_weight=self.default_cost_weight,
+            n_alternatives=n_alternatives,
+        )
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

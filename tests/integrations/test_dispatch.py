@@ -10,7 +10,6 @@ import sys
 import httpx
 import openai
 import pytest
-from fake_router import make_space
 from tenacity import RetryCallState, wait_none
 
 from haps_core.decision import Alternative, RoutingDecision
@@ -25,6 +24,7 @@ from haps_core.dispatch import (
     system_message_for,
 )
 from haps_core.errors import AllBackendsFailedError, HAPSError, RoutingError
+from tests.helpers.fake_router import make_space
 
 
 def decision(*backends: str) -> RoutingDecision:

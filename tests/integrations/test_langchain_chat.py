@@ -5,16 +5,16 @@ the router is `fake_router.FakeRouter` (rules on the text, not a model).
 """
 
 import pytest
-from fake_router import COT_TEXT, FakeRouter
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessageChunk, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
-from lc_fakes import EchoChatModel, RateLimited, Unauthorized
 from tenacity import wait_none
 
 from haps_core.errors import AllBackendsFailedError, StreamInterruptedError
 from haps_integrations.langchain import ChatHAPS
+from tests.helpers.fake_router import COT_TEXT, FakeRouter
+from tests.helpers.lc_fakes import EchoChatModel, RateLimited, Unauthorized
 
 
 def make_chat(**kw) -> ChatHAPS:

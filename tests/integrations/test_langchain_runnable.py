@@ -11,18 +11,18 @@ import subprocess
 import sys
 
 import pytest
-from fake_router import COT_TEXT, FakeRouter, make_space
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import ConfigurableField
 from langchain_core.tracers.context import collect_runs
-from lc_fakes import EchoChatModel, RateLimited, Unauthorized
 from tenacity import wait_none
 
 from haps_core.errors import AllBackendsFailedError, StreamInterruptedError
 from haps_integrations.langchain import HAPSRunnable, extract_query_text
+from tests.helpers.fake_router import COT_TEXT, FakeRouter, make_space
+from tests.helpers.lc_fakes import EchoChatModel, RateLimited, Unauthorized
 
 
 def backends(**overrides):

@@ -11,10 +11,10 @@ inputs, not about what HAPS believes it sent.
 """
 
 import pytest
-from fake_router import COT_TEXT, FakeRouter, make_space
-from smollm2 import load_smollm2, make_chat_hf
 
 from haps_integrations.langchain import HAPSRunnable
+from tests.helpers.fake_router import COT_TEXT, FakeRouter, make_space
+from tests.helpers.smollm2 import load_smollm2, make_chat_hf
 
 MAX_NEW_TOKENS = 8
 

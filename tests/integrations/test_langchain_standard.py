@@ -13,12 +13,12 @@ suite itself through its capability flags, not xfailed.
 
 import itertools
 
-from fake_router import FakeRouter
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from haps_integrations.langchain import ChatHAPS
+from tests.helpers.fake_router import FakeRouter
 
 
 def _params() -> dict:

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fake_router import COT_TEXT, FakeRouter
 from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
 from tenacity import wait_none
 
 from haps_integrations.langchain import ChatHAPS, HAPSRunnable
+from tests.helpers.fake_router import COT_TEXT, FakeRouter
 
 # pytest-socket: these tests need a TCP socket on loopback, even under --disable-socket.
 pytestmark = pytest.mark.enable_socket

@@ -12,8 +12,6 @@ import subprocess
 import sys
 
 import pytest
-from fake_router import COT_TEXT, FakeRouter, make_space
-from li_fakes import EchoLLM, NoAsyncLLM, RateLimited, StreamBroke, Unauthorized
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 from llama_index.core.llms import LLM, MockLLM
@@ -21,6 +19,8 @@ from tenacity import wait_none
 
 from haps_core.errors import AllBackendsFailedError, RoutingError, StreamInterruptedError
 from haps_integrations.llamaindex import HAPSLLM, extract_query_text
+from tests.helpers.fake_router import COT_TEXT, FakeRouter, make_space
+from tests.helpers.li_fakes import EchoLLM, NoAsyncLLM, RateLimited, StreamBroke, Unauthorized
 
 IMAGE = "http://example.invalid/y.png"  # never fetched: HAPS skips non-text blocks
 

@@ -6,9 +6,9 @@ unless the query says "hard"; at 100 "small" always wins) and `li_fakes.StubQuer
 engines. `MockLLM` is passed as the engine's ``llm`` (it is only used to summarise multiple
 selections, which HAPS never makes; without it the engine would try to import OpenAI).
 
-One test uses a REAL `HAPSRouter`: a tiny randomly initialised BERT encoder (tests/tiny_models.py)
+One test uses a REAL `HAPSRouter`: a tiny randomly initialised BERT encoder (tests/helpers/tiny_models.py)
 trained for a few epochs (and few warm-up steps, for speed) on the synthetic log of
-tests/conftest.py, and checks that the selection is the argmax of that router's own predicted
+tests/helpers/logs.py, and checks that the selection is the argmax of that router's own predicted
 utility.
 """
 
@@ -16,7 +16,6 @@ import json
 
 import numpy as np
 import pytest
-from li_fakes import PredictingFakeRouter, StubQueryEngine
 from llama_index.core.base.base_selector import SelectorResult
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RouterQueryEngine
@@ -25,6 +24,7 @@ from llama_index.core.tools import QueryEngineTool, ToolMetadata
 
 from haps_core.decision import utilities
 from haps_integrations.llamaindex import HAPSSelector, HAPSSelectorResult
+from tests.helpers.li_fakes import PredictingFakeRouter, StubQueryEngine
 
 
 def tools(names=("small", "large")) -> list[QueryEngineTool]:
@@ -141,8 +141,8 @@ def real_router(tmp_path_factory):
     from haps_core.model import RouterConfig
     from haps_core.pipeline import features_for, fit_router
     from haps_core.training import TrainingConfig
-    from tests.conftest import synthetic_rows, write_jsonl
-    from tests.tiny_models import make_tiny_bert
+    from tests.helpers.logs import synthetic_rows, write_jsonl
+    from tests.helpers.tiny_models import make_tiny_bert
 
     encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert"))), device="cpu")
     log = read_logs(write_jsonl(tmp_path_factory.mktemp("logs") / "l.jsonl", synthetic_rows(40)))

@@ -20,14 +20,14 @@ import re
 from typing import Any
 
 import pytest
-from fake_router import FakeRouter, make_space
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
-from smollm2 import load_smollm2
 
 from haps_integrations.llamaindex import HAPSLLM
+from tests.helpers.fake_router import FakeRouter, make_space
+from tests.helpers.smollm2 import load_smollm2
 
 pytest.importorskip("llama_index.llms.huggingface")
 pytest.importorskip("llama_index.embeddings.huggingface")

@@ -22,7 +22,7 @@ _INTEGRATIONS = str(Path(__file__).resolve().parents[1] / "integrations")
 if _INTEGRATIONS not in sys.path:
     sys.path.insert(0, _INTEGRATIONS)
 
-from reliability_ledger import CATEGORIES, REPORT_ENV, Ledger  # noqa: E402
+from tests.helpers.reliability_ledger import CATEGORIES, REPORT_ENV, Ledger  # noqa: E402
 
 _LEDGER = Ledger()
 
@@ -76,8 +76,8 @@ def tiny_router(tmp_path_factory):
     from haps_core.model import RouterConfig
     from haps_core.pipeline import features_for, fit_router
     from haps_core.training import TrainingConfig
-    from tests.conftest import synthetic_rows, write_jsonl
-    from tests.tiny_models import make_tiny_bert
+    from tests.helpers.logs import synthetic_rows, write_jsonl
+    from tests.helpers.tiny_models import make_tiny_bert
 
     root = tmp_path_factory.mktemp("tiny-router")
     encoder = load_encoder(str(make_tiny_bert(root / "bert")), device="cpu")
@@ -97,7 +97,7 @@ def shipped_router(tmp_path_factory):
     checkpoint's feature normalisation and heads are the ones users get."""
     from haps_core import hub
     from haps_core.encoders import load_encoder
-    from tests.tiny_models import make_tiny_bert
+    from tests.helpers.tiny_models import make_tiny_bert
 
     router = hub.load_router_folder(hub.default_router_dir(), load_encoder=False)
     encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert384"), hidden=384)), device="cpu")

@@ -10,9 +10,11 @@ The retry/fallback/timeout loop (`haps_core.dispatch`) and the integrations are 
 import time
 
 import pytest
-from lc_fakes import EchoChatModel
-from li_fakes import EchoLLM
-from reliability_fakes import (
+
+from haps_core.errors import AllBackendsFailedError, CallTimeoutError, StreamInterruptedError
+from tests.helpers.lc_fakes import EchoChatModel
+from tests.helpers.li_fakes import EchoLLM
+from tests.helpers.reliability_fakes import (
     PERMANENT_NAMES,
     SURFACES,
     TRANSIENT_NAMES,
@@ -26,9 +28,7 @@ from reliability_fakes import (
     transient_errors,
     user,
 )
-from reliability_ledger import DOWN, HANG, PERMANENT, STREAM, TRANSIENT
-
-from haps_core.errors import AllBackendsFailedError, CallTimeoutError, StreamInterruptedError
+from tests.helpers.reliability_ledger import DOWN, HANG, PERMANENT, STREAM, TRANSIENT
 
 
 def summary(meta):

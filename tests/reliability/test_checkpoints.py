@@ -3,8 +3,8 @@
 REAL: the tiny trained `HAPSRouter` of conftest.py, its safetensors + JSON checkpoint,
 ``HAPSRouter.from_pretrained``/``save_pretrained``, and, for the crashes, a separate Python
 process that kills itself with SIGKILL (no exception handler or ``finally`` runs, as in a power
-cut or an OOM kill). The tamperings are tests/test_hub.py's own (its REFUSALS table, imported):
-the attacks the issue lists, each through the public loader here.
+cut or an OOM kill). The tamperings are the REFUSALS table of tests/helpers/checkpoints.py
+(shared with tests/core/test_hub.py): the attacks the issue lists, each through the public loader.
 """
 
 import os
@@ -16,11 +16,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from reliability_ledger import CHECKPOINTS
 
 from haps_core.errors import CheckpointError
 from haps_core.model import HAPSRouter
-from tests.test_hub import REFUSALS
+from tests.helpers.checkpoints import REFUSALS
+from tests.helpers.reliability_ledger import CHECKPOINTS
 
 ATTACKS = {
     "truncated safetensors": "truncated safetensors",
@@ -56,7 +56,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_tampered_checkpoint_is_refused_with_a_named_error(attack, saved, tmp_path, ledger):
-    """REAL checkpoint, tampered as tests/test_hub.py does. Expected: `CheckpointError` whose
+    """REAL checkpoint, tampered as tests/core/test_hub.py does. Expected: `CheckpointError` whose
     message names the file and the problem; no router is returned."""
     ckpt = Path(shutil.copytree(saved[0], tmp_path / "ckpt"))
     tamper, pattern = REFUSALS[ATTACKS[attack]]

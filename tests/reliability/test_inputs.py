@@ -13,19 +13,19 @@ import time
 
 import numpy as np
 import pytest
-from fake_router import FakeRouter
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from lc_fakes import EchoChatModel
-from li_fakes import EchoLLM, PredictingFakeRouter
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.tools.types import ToolMetadata
-from reliability_ledger import INPUTS
 from tenacity import wait_none
 
 from haps_core.decision import choose
 from haps_core.dispatch import MAX_ROUTING_CHARS
 from haps_integrations.langchain import ChatHAPS, HAPSRunnable
 from haps_integrations.llamaindex import HAPSLLM, HAPSSelector
+from tests.helpers.fake_router import FakeRouter
+from tests.helpers.lc_fakes import EchoChatModel
+from tests.helpers.li_fakes import EchoLLM, PredictingFakeRouter
+from tests.helpers.reliability_ledger import INPUTS
 
 IMAGE = "https://example.invalid/cat.png"  # never fetched: HAPS skips non-text parts
 CONTROL = "tab\there\r\nnul\x00bell\x07 esc\x1b[31mred\x1b[0m del\x7f zwsp\u200b rtl\u202eevil\u202c"

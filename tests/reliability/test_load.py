@@ -17,19 +17,19 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from fake_router import FakeRouter
 from langchain_core.messages import AIMessage, HumanMessage
-from lc_fakes import EchoChatModel
-from li_fakes import EchoLLM
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.llms.callbacks import llm_chat_callback
-from reliability_fakes import permanent_errors, transient_errors, user
-from reliability_ledger import LOAD
 from tenacity import wait_none
 
 from haps_core.errors import AllBackendsFailedError
 from haps_integrations.langchain import HAPSRunnable
 from haps_integrations.llamaindex import HAPSLLM
+from tests.helpers.fake_router import FakeRouter
+from tests.helpers.lc_fakes import EchoChatModel
+from tests.helpers.li_fakes import EchoLLM
+from tests.helpers.reliability_fakes import permanent_errors, transient_errors, user
+from tests.helpers.reliability_ledger import LOAD
 
 N = 1000
 

@@ -10,12 +10,12 @@ import logging
 import re
 
 import pytest
-from reliability_ledger import LOGS
 
 from haps_core.cli import main
 from haps_core.logs import LogValidationError, read_logs
-from tests.conftest import synthetic_rows
-from tests.tiny_models import make_tiny_bert
+from tests.helpers.logs import synthetic_rows
+from tests.helpers.reliability_ledger import LOGS
+from tests.helpers.tiny_models import make_tiny_bert
 
 N_ROWS = 1000  # synthetic_rows(250): 250 queries x 4 actions
 

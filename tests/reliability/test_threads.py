@@ -9,10 +9,9 @@ never called: only routing is under test.
 
 import threading
 
-from lc_fakes import EchoChatModel
-from reliability_ledger import THREADS
-
 from haps_integrations.langchain import HAPSRunnable
+from tests.helpers.lc_fakes import EchoChatModel
+from tests.helpers.reliability_ledger import THREADS
 
 N_THREADS = 8
 WORDS = ["the", "cat", "dog", "sat", "on", "a", "mat", "router", "query", "model", "cheap"]

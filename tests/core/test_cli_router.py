@@ -9,8 +9,8 @@ import json
 import pytest
 
 from haps_core.cli import main
-from tests.conftest import synthetic_rows, write_jsonl
-from tests.tiny_models import make_tiny_bert
+from tests.helpers.logs import synthetic_rows, write_jsonl
+from tests.helpers.tiny_models import make_tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,24 @@ def setup(tmp_path_factory):
     enc = make_tiny_bert(root / "enc")
     logs = write_jsonl(root / "logs.jsonl", synthetic_rows(100))
     out = root / "router"
-    rc = main(["train", "--logs", str(logs), "--output", str(out), "--encoder", str(enc),
-               "--epochs", "3", "--members", "2", "--no-cache", "--holdout-fraction", "0.3"])
+    rc = main(
+        [
+            "train",
+            "--logs",
+            str(logs),
+            "--output",
+            str(out),
+            "--encoder",
+            str(enc),
+            "--epochs",
+            "3",
+            "--members",
+            "2",
+            "--no-cache",
+            "--holdout-fraction",
+            "0.3",
+        ]
+    )
     assert rc == 0
     return root, enc, logs, out
 
@@ -37,15 +53,39 @@ def test_route_query_and_decisions_file(setup, capsys):
     root, _, _, out = setup
     assert main(["route", "--router", str(out), "--query", "Who wrote Hamlet?"]) == 0
     line = json.loads(capsys.readouterr().out.strip())
-    assert set(line) == {"id", "cost_weight", "backend", "temperature", "prompt_style", "parameters",
-                         "predicted_quality", "predicted_cost"}
+    assert set(line) == {
+        "id",
+        "cost_weight",
+        "backend",
+        "temperature",
+        "prompt_style",
+        "parameters",
+        "predicted_quality",
+        "predicted_cost",
+    }
     assert line["backend"] in ("small", "large")
     queries = root / "q.jsonl"
-    queries.write_text('{"id": "a", "query": "Who wrote Hamlet?"}\n'
-                       '{"id": "b", "query": "Compute 17 * 23", "backends": ["small"]}\n')
+    queries.write_text(
+        '{"id": "a", "query": "Who wrote Hamlet?"}\n'
+        '{"id": "b", "query": "Compute 17 * 23", "backends": ["small"]}\n'
+    )
     dec = root / "d.jsonl"
-    assert main(["route", "--router", str(out), "--input", str(queries), "--output", str(dec),
-                 "--cost-weight", "0,1000000"]) == 0
+    assert (
+        main(
+            [
+                "route",
+                "--router",
+                str(out),
+                "--input",
+                str(queries),
+                "--output",
+                str(dec),
+                "--cost-weight",
+                "0,1000000",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in dec.read_text().splitlines()]
     assert [(r["id"], r["cost_weight"]) for r in rows] == [("a", 0.0), ("b", 0.0), ("a", 1e6), ("b", 1e6)]
     assert rows[1]["backend"] == "small" and rows[3]["backend"] == "small"  # restricted request
@@ -91,12 +131,31 @@ def test_train_bad_log_exit_2_no_output(setup, tmp_path, capsys):
 
 def test_router_without_cost_says_so_once(setup, tmp_path, capsys):
     _, enc, _, _ = setup
-    rows = [{k: v for k, v in r.items() if k not in ("cost", "input_tokens", "output_tokens")}
-            for r in synthetic_rows(20)]
+    rows = [
+        {k: v for k, v in r.items() if k not in ("cost", "input_tokens", "output_tokens")}
+        for r in synthetic_rows(20)
+    ]
     logs = write_jsonl(tmp_path / "nc.jsonl", rows)
     out = tmp_path / "nc"
-    assert main(["train", "--logs", str(logs), "--output", str(out), "--encoder", str(enc),
-                 "--epochs", "2", "--members", "1", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--logs",
+                str(logs),
+                "--output",
+                str(out),
+                "--encoder",
+                str(enc),
+                "--epochs",
+                "2",
+                "--members",
+                "1",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["route", "--router", str(out), "--query", "Who?", "--cost-weight", "5,10"]) == 0
     captured = capsys.readouterr()
@@ -106,8 +165,20 @@ def test_router_without_cost_says_so_once(setup, tmp_path, capsys):
 
 def test_eval_router_with_ablations(setup, capsys):
     _, _, logs, out = setup
-    rc = main(["eval", "--router", str(out), "--logs", str(logs), "--n-boot", "50", "--no-cache",
-               "--baselines", "knn,linear"])
+    rc = main(
+        [
+            "eval",
+            "--router",
+            str(out),
+            "--logs",
+            str(logs),
+            "--n-boot",
+            "50",
+            "--no-cache",
+            "--baselines",
+            "knn,linear",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     for name in ("haps", "flat", "no-pgn", "model-only", "paired bootstrap haps vs linear"):

@@ -25,7 +25,7 @@ from haps_core.logs import OutcomeTable
 from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import TrainingConfig, train_router
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # 94 queries: 81 fit early stopping's split, so each epoch ends on a global batch of ONE query
 # and rank 1's slice of it is empty (the path where a rank contributes a zero gradient).
 N_QUERIES, DIM = 94, 16
@@ -209,8 +209,8 @@ def test_haps_train_in_two_processes(tmp_path):
     """`haps train --processes 2`: torchrun's launcher, 2 gloo ranks: one checkpoint (rank 0's),
     one report line, and the checkpoint routes. Real: torchrun, gloo, the CLI, a tiny BERT."""
     from haps_core.hub import load_router_folder
-    from tests.conftest import synthetic_rows, write_jsonl
-    from tests.tiny_models import make_tiny_bert
+    from tests.helpers.logs import synthetic_rows, write_jsonl
+    from tests.helpers.tiny_models import make_tiny_bert
 
     enc = make_tiny_bert(tmp_path / "enc")
     logs = write_jsonl(tmp_path / "logs.jsonl", synthetic_rows(60))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COOKBOOK = ROOT / "cookbook"
 NOTEBOOKS = sorted(COOKBOOK.glob("*.ipynb"))
 # notebooks that build their example from the haps-bench data and cannot run without it
@@ -55,7 +55,7 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     if path.name in NEEDS_DATA:
-        from haps_core.data import data_dir
+        from haps_core.paths import data_dir
 
         if data_dir(required=False) is None:
             pytest.skip(f"{path.name} needs the haps-bench data ($HAPS_DATA_DIR)")

@@ -1,7 +1,7 @@
 """The HAPS router end to end on CPU with a tiny randomly initialised encoder (fast).
 
 Real parts: torch training, a real transformers encoder (tiny, random weights, written locally),
-real safetensors checkpoints. The log is synthetic (tests/conftest.py) with a learnable rule.
+real safetensors checkpoints. The log is synthetic (tests/helpers/logs.py) with a learnable rule.
 """
 
 import json
@@ -17,8 +17,8 @@ from haps_core.logs import read_logs
 from haps_core.model import RouterConfig
 from haps_core.pipeline import features_for, fit_router, model_only_subset, subset_log
 from haps_core.training import TrainingConfig, policy_loss
-from tests.conftest import synthetic_rows, write_jsonl
-from tests.tiny_models import make_tiny_bert
+from tests.helpers.logs import synthetic_rows, write_jsonl
+from tests.helpers.tiny_models import make_tiny_bert
 
 
 @pytest.fixture(scope="module")

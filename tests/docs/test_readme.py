@@ -66,7 +66,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 VENV_BIN = Path(sys.executable).parent
 RUN_TIMEOUT_S = 600
@@ -324,7 +324,7 @@ def python_name_problems(source: str, first_line: int) -> list[str]:
 
 
 def _data_dir() -> Path | None:
-    from haps_core.data import data_dir
+    from haps_core.paths import data_dir
 
     return data_dir(required=False)
 
@@ -426,7 +426,7 @@ def test_the_readme_has_runnable_blocks():
 
 def test_the_block_parser():
     text = (
-        "intro\n\n<!-- readme-test: skip=\"make\" reason=\"sets up\" -->\n```bash\nmake demo \\\n"
+        'intro\n\n<!-- readme-test: skip="make" reason="sets up" -->\n```bash\nmake demo \\\n'
         "  --x   # c\n# only a comment\n\nhaps route --query hi\n```\n\n````python\n```\nx = 1\n````\n"
     )
     bash, python = readme_blocks(text)
@@ -443,7 +443,7 @@ def test_the_block_parser():
 def test_every_block_has_a_language_this_test_handles():
     handled = PYTHON_LANGS | SHELL_LANGS | {"json", "text"}
     unknown = [f"README.md:{b.line}: ```{b.lang}" for b in BLOCKS if b.lang not in handled]
-    assert not unknown, f"blocks of a language tests/test_readme.py does not check: {unknown}"
+    assert not unknown, f"blocks of a language tests/docs/test_readme.py does not check: {unknown}"
     for b in BLOCKS:
         if b.lang == "json":
             json.loads(b.code)
@@ -462,7 +462,7 @@ def test_markers_are_few_explained_and_attached():
             continue
         where = f"README.md:{b.marker_line}"
         assert set(b.marker) <= _MARKER_KEYS, f"{where}: unknown marker keys {set(b.marker) - _MARKER_KEYS}"
-        assert b.marker.get("reason", "").strip(), f"{where}: a readme-test marker needs a reason=\"...\""
+        assert b.marker.get("reason", "").strip(), f'{where}: a readme-test marker needs a reason="..."'
         one_mode = ("skip" in b.marker) != ("syntax-only" in b.marker)
         assert one_mode, f"{where}: give one of skip=... or syntax-only"
         if "skip" in b.marker:

@@ -15,7 +15,7 @@ from haps_core.decision import choose
 from haps_core.encoders import CachedEncoder, load_encoder
 from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.speed import bf16_supported, fuse_heads, optimize_encoder
-from tests.tiny_models import make_tiny_bert
+from tests.helpers.tiny_models import make_tiny_bert
 
 
 def _space() -> RoutingSpace:

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from haps_core.data import data_dir
 from haps_core.logs import LogValidationError, load_prices, read_logs, split_queries
-from tests.conftest import synthetic_rows, write_jsonl
+from haps_core.paths import data_dir
+from tests.helpers.logs import synthetic_rows, write_jsonl
 
 GOOD = {"query_id": "q1", "query": "What is 2+2?", "model": "m", "score": 1.0, "cost": 0.001}
 

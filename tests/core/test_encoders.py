@@ -31,7 +31,7 @@ from haps_core.encoders import (
     resolve_device,
     text_hash,
 )
-from tests.tiny_models import WORDS, make_tiny_bert
+from tests.helpers.tiny_models import WORDS, make_tiny_bert
 
 LOGGER_NAME = "haps_core.encoders"
 

@@ -14,10 +14,7 @@ from typing import Any
 
 import httpx
 import openai
-from fake_router import FakeRouter
 from langchain_core.messages import AIMessageChunk
-from lc_fakes import EchoChatModel
-from li_fakes import EchoLLM
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
 from llama_index.core.llms.callbacks import llm_chat_callback
 from pydantic import Field
@@ -25,6 +22,9 @@ from tenacity import wait_none
 
 from haps_integrations.langchain import ChatHAPS, HAPSRunnable
 from haps_integrations.llamaindex import HAPSLLM
+from tests.helpers.fake_router import FakeRouter
+from tests.helpers.lc_fakes import EchoChatModel
+from tests.helpers.li_fakes import EchoLLM
 
 REQUEST = httpx.Request("POST", "https://api.example.invalid/v1/chat/completions")
 

@@ -28,7 +28,7 @@ def test_haps_core_imports_no_framework():
 
 
 def test_no_framework_import_statements_in_source():
-    root = pathlib.Path(__file__).resolve().parents[1] / "haps_core"
+    root = pathlib.Path(__file__).resolve().parents[2] / "haps_core"
     for path in root.glob("*.py"):
         for line in path.read_text().splitlines():
             s = line.strip()

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from fake_router import FakeRouter
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -34,6 +33,8 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.query_engine import CustomQueryEngine
 from pydantic import Field
+
+from tests.helpers.fake_router import FakeRouter
 
 
 class RateLimited(Exception):

@@ -3,7 +3,7 @@
 import json
 
 from haps_core.cli import main
-from tests.conftest import synthetic_rows, write_jsonl
+from tests.helpers.logs import synthetic_rows, write_jsonl
 
 
 def test_eval_on_any_v1_log(tmp_path, capsys):
@@ -47,9 +47,9 @@ def test_eval_bad_input_exit_2_and_no_output(tmp_path, capsys):
 def test_missing_bench_data_says_how_to_point_at_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HAPS_DATA_DIR", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
-    import haps_core.data as data
+    import haps_core.paths as paths
 
-    monkeypatch.setattr(data, "_DEFAULT_RELATIVE", tmp_path / "also-nowhere")
+    monkeypatch.setattr(paths, "_DEFAULT_RELATIVE", tmp_path / "also-nowhere")
     rc = main(["eval"])
     assert rc == 2
     assert "HAPS_DATA_DIR" in capsys.readouterr().err

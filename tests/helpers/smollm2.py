@@ -9,7 +9,7 @@ read that folder in well under a second. The folder is about 520 MB of float32 w
 
 Usage::
 
-    from smollm2 import load_smollm2, make_chat_hf
+    from tests.helpers.smollm2 import load_smollm2, make_chat_hf
 
     model, tok = load_smollm2()
     chat = make_chat_hf(model, tok, max_new_tokens=16)
@@ -22,10 +22,11 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+
 def cache_dir() -> Path:
     """Where the dense copy lives (see `haps_core.local_models`)."""
-    from haps_core.embedding import default_cache_dir
     from haps_core.local_models import SMOLLM2_CACHE_NAME
+    from haps_core.paths import default_cache_dir
 
     return default_cache_dir() / SMOLLM2_CACHE_NAME
 

@@ -17,7 +17,7 @@ from haps_core.evaluation import (
     training_set,
 )
 from haps_core.logs import read_logs, split_queries
-from tests.conftest import synthetic_rows, write_jsonl
+from tests.helpers.logs import synthetic_rows, write_jsonl
 
 
 @pytest.fixture
