@@ -31,7 +31,6 @@ import contextvars
 import functools
 import logging
 import math
-import re
 import threading
 import time
 import weakref
@@ -59,6 +58,7 @@ from haps_core.errors import (
     RoutingError,
     StreamInterruptedError,
 )
+from haps_core.text import SURROGATE, count_surrogates, replace_surrogates
 
 logger = logging.getLogger(__name__)
 
@@ -528,8 +528,6 @@ before this; tokenizing a megabyte just to throw most of it away would put secon
 request path.
 """
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 
 def routing_text(text: Any, max_chars: int = MAX_ROUTING_CHARS, name: str = "query") -> str:
     """The text a router reads for one query: checked, made encodable, capped in length.
@@ -556,10 +554,10 @@ def routing_text(text: Any, max_chars: int = MAX_ROUTING_CHARS, name: str = "que
     if not text.strip():
         msg = f"`{name}` is empty or whitespace-only ({len(text)} characters): there is nothing to route on"
         raise ValueError(msg)
-    if _SURROGATE.search(text):
-        count = len(_SURROGATE.findall(text))
+    if SURROGATE.search(text):
+        count = count_surrogates(text)
         logger.info("HAPS: %s has %d unpaired surrogate(s) (invalid UTF-8); routed as U+FFFD", name, count)
-        text = _SURROGATE.sub("\ufffd", text)
+        text = replace_surrogates(text)
     if len(text) > max_chars:
         logger.warning(
             "HAPS: %s has %d characters; routing on its first %d (max_chars); the backend gets all of it",

@@ -26,6 +26,8 @@ from safetensors.torch import load_file, save_file
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from haps_core.text import SURROGATE, replace_surrogates
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -73,9 +75,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     raise ValueError(msg)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _check_texts(texts: Sequence[str]) -> list[str]:
     """Validate ``texts`` once, so each encoder can assume a clean ``list[str]``."""
     if isinstance(texts, str | bytes):
@@ -86,11 +85,11 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             msg = f"texts[{index}] must be a str, got {type(text).__name__} ({text!r:.60})"
             raise TypeError(msg)
-        if _SURROGATE.search(text):
+        if SURROGATE.search(text):
             # Unpaired surrogates (undecodable bytes under `surrogateescape`, or a JSON
             # "\udXXX" escape) cannot be tokenised: they are encoded as U+FFFD, as a UTF-8
             # decoder with errors="replace" would have done.
-            items[index] = _SURROGATE.sub("\ufffd", text)
+            items[index] = replace_surrogates(text)
     return items
 
 

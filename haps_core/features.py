@@ -14,8 +14,10 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
 from haps_core.catalog import Action, RoutingSpace
 
@@ -149,3 +151,14 @@ def style_text(space: RoutingSpace, style: str) -> str:
     """The text that represents a prompt style for the encoder: its name and its template."""
     template = dict(space.prompt_styles).get(style, "")
     return f"prompt style {style.replace('_', ' ')}. {template}".strip()
+
+
+def query_features(encoder: Any, texts: Sequence[str], use_structural: bool) -> torch.Tensor:
+    """THE router input features of query texts: the encoder's embedding (+ structural features).
+
+    Training, evaluation and routing all featurise through here, so they cannot drift apart.
+    """
+    emb = encoder.encode(list(texts)).float()
+    if use_structural:
+        emb = torch.cat([emb, torch.as_tensor(structural_features(texts))], dim=1)
+    return emb

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from haps_core.catalog import DEFAULT_PROMPT_STYLE, Action, RoutingSpace
+from haps_core.text import SURROGATE
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,6 @@ _NUMERIC_RULES: dict[str, tuple[float, float, str]] = {
     "n_samples": (1.0, math.inf, "an integer >= 1"),
 }
 _STRING_FIELDS = ("query_id", "query", "model", "prompt_style", "dataset", "task")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _parse_field(name: str, value: Any, text: bool) -> Any:
@@ -235,7 +234,7 @@ def _parse_field(name: str, value: Any, text: bool) -> Any:
             or (allowed.startswith("a non-empty") and not s.strip())
         ):
             raise ValueError(allowed)
-        bad = _SURROGATE.search(s)
+        bad = SURROGATE.search(s)
         if bad:  # a JSON "\udXXX" escape, or a CSV byte that is not UTF-8: no tokenizer takes it
             where = f"U+{ord(bad.group()):04X} at character {bad.start()}"
             msg = f"{allowed} of valid Unicode (found an unpaired surrogate, {where})"

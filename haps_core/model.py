@@ -40,7 +40,7 @@ from haps_core.decision import (
     decisions_from_predictions,
     route_from_predictions,
 )
-from haps_core.features import STRUCTURAL_FEATURES, action_value_features, structural_features
+from haps_core.features import STRUCTURAL_FEATURES, action_value_features, query_features
 
 logger = logging.getLogger(__name__)
 
@@ -365,10 +365,7 @@ class HAPSRouter(nn.Module):
                 "this router has no encoder attached: call attach_encoder() or load it with from_pretrained()"
             )
             raise RuntimeError(msg)
-        emb = self.encoder.encode(list(texts)).float()
-        if self.config.use_structural:
-            emb = torch.cat([emb, torch.as_tensor(structural_features(texts))], dim=1)
-        return emb
+        return query_features(self.encoder, texts, self.config.use_structural)
 
     @torch.no_grad()
     def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from haps_core.features import query_features
 from haps_core.logs import RoutingLog
 from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import (
     FineTunedEncoderFeatures,
     TrainingConfig,
     build_router,
-    query_features,
     train_router,
 )
 

@@ -861,16 +861,6 @@ def train_router(
     return result
 
 
-def query_features(encoder: Any, texts: Sequence[str], use_structural: bool) -> torch.Tensor:
-    """Router input features of texts: encoder embedding (+ structural text features)."""
-    from haps_core.features import structural_features
-
-    emb = encoder.encode(list(texts)).float()
-    if use_structural:
-        emb = torch.cat([emb, torch.as_tensor(structural_features(texts))], dim=1)
-    return emb
-
-
 def build_router(space: Any, router_config: Any, encoder: Any) -> HAPSRouter:
     """A fresh router for `space`, with prompt-style embeddings computed by `encoder`."""
     from haps_core.features import style_text
