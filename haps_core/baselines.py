@@ -14,7 +14,7 @@ A router here maps query embeddings (and texts) to a predicted quality and cost 
 
 import abc
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,7 +161,7 @@ class KNNRouter(BaselineRouter):
             for k in self.candidates:
                 q, _ = self._predict_with(inner, held.embeddings, k)
                 errors[k] = _masked_mse(q, held.score, held.mask)
-            self.k_ = min(errors, key=errors.get)
+            self.k_ = min(errors, key=lambda k: errors[k])
             logger.info("knn: chose k=%d on the inner split (mse %s)", self.k_, errors)
         else:
             self.k_ = self.k
@@ -225,7 +225,7 @@ class LinearRouter(BaselineRouter):
             for l2 in self.candidates:
                 q, _ = self._apply(self._fit_params(inner, l2), held.embeddings)
                 errors[l2] = _masked_mse(q, held.score, held.mask)
-            self.l2_ = min(errors, key=errors.get)
+            self.l2_ = min(errors, key=lambda l2: errors[l2])
             logger.info("linear: chose l2=%g on the inner split (mse %s)", self.l2_, errors)
         else:
             self.l2_ = self.l2
@@ -236,7 +236,7 @@ class LinearRouter(BaselineRouter):
         return self._apply(self.models_, embeddings)
 
 
-BASELINES: dict[str, type[BaselineRouter]] = {
+BASELINES: dict[str, Callable[..., BaselineRouter]] = {
     "constant": ConstantRouter,
     "random": RandomRouter,
     "knn": KNNRouter,
