@@ -187,10 +187,10 @@ def pool(reports: Sequence[BlockReport]) -> tuple[dict[str, dict[str, float]], d
     comps: dict[str, dict[str, float]] = {}
     for r in reports:
         w = r.block.n_queries / total
-        for key, res in r.comparisons.items():
+        for key, boot in r.comparisons.items():
             c = comps.setdefault(key, {"diff": 0.0, "var": 0.0, "weight": 0.0})
-            c["diff"] += w * res.diff
-            c["var"] += (w * res.se) ** 2
+            c["diff"] += w * boot.diff
+            c["var"] += (w * boot.se) ** 2
             c["weight"] += w
     pooled_comps = {}
     for key, c in comps.items():

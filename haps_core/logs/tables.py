@@ -73,15 +73,15 @@ class RoutingLog:
 
         Repeated observations of a cell are averaged; `OutcomeTable.count` keeps how many.
         """
-        rows = slice(None) if rows is None else rows
-        q = self.row_query[rows].astype(np.int64)
-        a = self.row_action[rows].astype(np.int64)
+        sel: np.ndarray | slice = slice(None) if rows is None else rows
+        q = self.row_query[sel].astype(np.int64)
+        a = self.row_action[sel].astype(np.int64)
         n_actions = len(self.space)
         keys = q * n_actions + a
         uniq, inverse = np.unique(keys, return_inverse=True)
         count = np.bincount(inverse, minlength=len(uniq)).astype(np.int64)
-        score = np.bincount(inverse, weights=self.score[rows], minlength=len(uniq)) / count
-        cost = np.bincount(inverse, weights=self.cost[rows], minlength=len(uniq)) / count
+        score = np.bincount(inverse, weights=self.score[sel], minlength=len(uniq)) / count
+        cost = np.bincount(inverse, weights=self.cost[sel], minlength=len(uniq)) / count
         return OutcomeTable(
             space=self.space,
             query_ids=self.query_ids,

@@ -73,7 +73,8 @@ def points_from_choices(s: ArrayLike, c: ArrayLike, choices: ArrayLike) -> tuple
         the chosen actions.
     """
     s_arr, c_arr = _validate_scores_costs(s, c)
-    ch = _validate_choices(choices, *s_arr.shape, name="choices")
+    n_queries, n_actions = s_arr.shape
+    ch = _validate_choices(choices, n_queries, n_actions, "choices")
     rows = np.arange(s_arr.shape[0])[None, :]
     return c_arr[rows, ch].mean(axis=1), s_arr[rows, ch].mean(axis=1)
 
