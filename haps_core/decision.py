@@ -96,7 +96,15 @@ def cost_weight_grid(action_costs: np.ndarray, n: int = 40) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(low, high, n - 1)])
 
 
-@dataclass(frozen=True)
+def _settings_text(parameters: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(parameters.items()))
+
+
+def _money(value: float) -> str:
+    return f"${value:.3g}" if math.isfinite(value) else f"${value}"
+
+
+@dataclass(frozen=True, repr=False)
 class Alternative:
     """A runner-up action, kept on a decision so a caller can fall back without re-routing."""
 
@@ -118,8 +126,14 @@ class Alternative:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __repr__(self) -> str:
+        return (
+            f"Alternative({self.backend}, {_settings_text(self.parameters)}, "
+            f"quality={self.predicted_quality:.3f}, cost={_money(self.predicted_cost)})"
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class RoutingDecision:
     """What the router chose for one query at one cost weight, and what it would do next.
 
@@ -157,6 +171,14 @@ class RoutingDecision:
         d["temperature"] = self.temperature
         d["prompt_style"] = self.prompt_style
         return d
+
+    def __repr__(self) -> str:
+        """One short line: backend, settings, rounded predictions, how many runner-ups."""
+        return (
+            f"RoutingDecision({self.backend}, {_settings_text(self.parameters)}, "
+            f"quality={self.predicted_quality:.3f}, cost={_money(self.predicted_cost)}, "
+            f"cost_weight={self.cost_weight:g}, alternatives={len(self.alternatives)})"
+        )
 
 
 def decisions_from_predictions(
