@@ -78,7 +78,8 @@ def ms3(values: Sequence[float]) -> str:
 
 def load_or_train_router(path: str | None) -> tuple[HAPSRouter, str]:
     """The router to measure and a line saying which one it is."""
-    from haps_core.hub import default_router_dir, load_router_folder
+    from haps_core.model import load_router_folder
+    from haps_core.paths import default_router_dir
 
     candidates = [Path(path)] if path else [default_router_dir(), ROOT / "out" / "bench-router"]
     for folder in candidates:

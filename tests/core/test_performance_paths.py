@@ -12,9 +12,8 @@ import torch
 
 from haps_core.catalog import Action, RoutingSpace
 from haps_core.decision import choose
-from haps_core.encoders import CachedEncoder, load_encoder
-from haps_core.model import HAPSRouter, RouterConfig
-from haps_core.speed import bf16_supported, fuse_heads, optimize_encoder
+from haps_core.encoders import CachedEncoder, bf16_supported, load_encoder, optimize_encoder
+from haps_core.model import HAPSRouter, RouterConfig, fuse_heads
 from tests.helpers.tiny_models import make_tiny_bert
 
 
@@ -156,7 +155,7 @@ def test_bf16_encoder_where_the_cpu_has_it(tiny_encoder, monkeypatch):
         fast = optimize_encoder(tiny_encoder, "bf16")
         assert next(fast.model.parameters()).dtype == torch.bfloat16
         assert float((fast.encode(texts) * tiny_encoder.encode(texts)).sum(1).min()) > 0.99
-    monkeypatch.setattr("haps_core.speed.bf16_supported", lambda: False)
+    monkeypatch.setattr("haps_core.encoders.optimized.bf16_supported", lambda: False)
     with pytest.raises(ValueError, match="no native bfloat16"):
         optimize_encoder(tiny_encoder, "bf16")
 
@@ -185,7 +184,7 @@ def test_router_encoder_precision_switch(tmp_path):
 def test_fused_heads_skip_members_that_are_their_linear_path(arch, linear_only):
     """Members whose deep output layers are zero (early stopping kept the linear path) run only
     that path in the fused heads; the result still equals the router's forward."""
-    from haps_core.speed import _deep_heads_are_zero
+    from haps_core.model.fused import _deep_heads_are_zero
 
     router = _router(arch, 3)
     with torch.no_grad():

@@ -110,7 +110,7 @@ def test_save_load_round_trip_identical_decisions(trained, tmp_path):
     # the checkpoint references its encoder; give the loader the same tiny one
     info = json.loads((tmp_path / "ckpt" / "config.json").read_text())["encoder"]
     assert info["id"] == router.encoder.encoder_id
-    from haps_core.hub import load_router_folder
+    from haps_core.model import load_router_folder
 
     loaded = load_router_folder(tmp_path / "ckpt", load_encoder=False).attach_encoder(router.encoder)
     texts = [f"Who wrote Hamlet? #{i}" if i % 2 else f"Compute {i} * 3 #{i}" for i in range(100)]
@@ -122,7 +122,7 @@ def test_save_load_round_trip_identical_decisions(trained, tmp_path):
 
 def test_strict_loading_refuses_pickles_and_mismatches(trained, tmp_path):
     _, router, _ = trained
-    from haps_core.hub import load_router_folder
+    from haps_core.model import load_router_folder
 
     d = router.save_pretrained(tmp_path / "c")
     (d / "extra.bin").write_bytes(b"pickle")
@@ -220,7 +220,7 @@ def test_fine_tuning_the_encoder_end_to_end(tmp_path, trained):
     d = router.save_pretrained(tmp_path / "ft")
     assert (d / "encoder" / "model.safetensors").is_file()
     assert not list(d.rglob("*.bin"))
-    from haps_core.hub import load_router_folder
+    from haps_core.model import load_router_folder
 
     loaded = load_router_folder(d)
     texts = ["Who wrote Hamlet? #1", "Compute 17 * 23 + 4 and explain #2"]

@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """Where the dense copy lives (see `haps_core.local_models`)."""
-    from haps_core.local_models import SMOLLM2_CACHE_NAME
+    """Where the dense copy lives (see `haps_core.encoders.local`)."""
+    from haps_core.encoders import SMOLLM2_CACHE_NAME
     from haps_core.paths import default_cache_dir
 
     return default_cache_dir() / SMOLLM2_CACHE_NAME
@@ -39,7 +39,7 @@ def load_smollm2() -> tuple[Any, Any]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from haps_core.local_models import smollm2_dir
+    from haps_core.encoders import smollm2_dir
 
     target = smollm2_dir()
     tok = AutoTokenizer.from_pretrained(target)

@@ -38,11 +38,11 @@ def saved(tmp_path_factory, tiny_router):
     """Two checkpoints of the REAL tiny router: v1, and v2 with other weights and cost weight."""
     import torch
 
-    from haps_core import hub
+    from haps_core.model import load_router_folder
 
     root = tmp_path_factory.mktemp("checkpoints")
     v1 = tiny_router.save_pretrained(root / "v1")
-    other = hub.load_router_folder(v1, load_encoder=False)
+    other = load_router_folder(v1, load_encoder=False)
     with torch.no_grad():
         other.members[0].skip.bias.add_(0.25)
     other.default_cost_weight = 7.0
@@ -71,22 +71,23 @@ CRASHING_SAVE = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from haps_core import hub
+    from haps_core.hub import files as hub_files
+    from haps_core.model import load_router_folder
 
-    new = hub.load_router_folder(sys.argv[1], load_encoder=False)
+    new = load_router_folder(sys.argv[1], load_encoder=False)
     target, point = Path(sys.argv[2]), sys.argv[3]
 
     def crash():
         os.kill(os.getpid(), signal.SIGKILL)  # no handler, no finally: like a power cut
 
     if point == "mid-weights":
-        real_save = hub.save_file
+        real_save = hub_files.save_file
         def save_file(tensors, path, metadata=None):
             real_save(tensors, path, metadata=metadata)
             data = Path(path).read_bytes()
             Path(path).write_bytes(data[: len(data) // 2])  # half of the new weights on disk
             crash()
-        hub.save_file = save_file
+        hub_files.save_file = save_file
     elif point == "between-renames":
         real_rename = Path.rename
         def rename(self, destination):

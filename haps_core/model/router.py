@@ -1,0 +1,375 @@
+"""HAPSRouter: query encoder -> shared trunk -> high-level head + parameter generation network.
+
+Decision: predicted utility U(b, c) = quality(b, c) - lambda * cost(b, c). A backend's high-level
+score is the soft maximum of its configurations, so the two levels always agree, and the call-time
+choice (best backend by its best configuration, then that configuration) is the argmax of U.
+Checkpoints go through `haps_core.model.checkpoint` and `haps_core.hub`.
+"""
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from haps_core.catalog import RoutingSpace
+from haps_core.decision import (
+    RoutingDecision,
+    calibrate_cost_weight,
+    check_budget,
+    decisions_from_predictions,
+    route_from_predictions,
+)
+from haps_core.encoders import PRECISIONS, CachedEncoder, QueryEncoder, optimize_encoder
+from haps_core.features import action_value_features, query_features
+from haps_core.model import checkpoint
+from haps_core.model.config import FEATURE_CLIP, RouterConfig
+from haps_core.model.fused import FusedRouterHeads, fuse_heads
+from haps_core.model.net import RouterNet
+
+logger = logging.getLogger(__name__)
+
+
+class HAPSRouter(nn.Module):
+    """The HAPS router network and its routing API.
+
+    Construct with `HAPSRouter.build(space, config, style_embeddings)` (training does this) or
+    load with `HAPSRouter.from_pretrained(...)`. The query encoder is attached with
+    `attach_encoder`; it is referenced by id in checkpoints, not copied, unless fine-tuned.
+    """
+
+    # buffers (registered in __init__)
+    backend_of: torch.Tensor
+    style_of: torch.Tensor
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    action_values: torch.Tensor
+    style_embeddings: torch.Tensor
+    backend_prices: torch.Tensor
+    reference_features: torch.Tensor
+
+    def __init__(
+        self,
+        space: RoutingSpace,
+        config: RouterConfig,
+        style_embeddings: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.space = space
+        self.config = config
+        self.encoder: QueryEncoder | None = None  # not a submodule: referenced by id in checkpoints
+        self.encoder_info: dict[str, Any] = {}
+        self.has_cost = True
+        self.default_cost_weight = 0.0
+        self.training_summary: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] = {}
+        backend_of = torch.tensor(space.backend_index(), dtype=torch.long)
+        styles = sorted({a.prompt_style for a in space.actions})
+        style_of = torch.tensor([styles.index(a.prompt_style) for a in space.actions])
+        self.styles = styles
+        self.register_buffer("backend_of", backend_of, persistent=False)
+        self.register_buffer("style_of", style_of, persistent=False)
+        self.register_buffer("feature_mean", torch.zeros(config.input_dim))
+        self.register_buffer("feature_std", torch.ones(config.input_dim))
+        self.register_buffer("action_values", torch.as_tensor(action_value_features(space)))
+        if style_embeddings is None:
+            style_embeddings = torch.zeros(len(styles), config.embed_dim)
+        self.register_buffer("style_embeddings", style_embeddings.float().clone())
+        prices = [[math.log1p(b.input_price), math.log1p(b.output_price)] for b in space.backends]
+        self.register_buffer("backend_prices", torch.tensor(prices, dtype=torch.float32))
+        # Calibration reference: features of unlabelled queries seen in training, used to turn a
+        # budget (USD per query) into a cost weight when routing a single query.
+        self.register_buffer("reference_features", torch.zeros(0, config.input_dim))
+
+        self.members = nn.ModuleList(RouterNet(self, seed_offset=i) for i in range(config.members))
+
+    # -- network ---------------------------------------------------------------------------
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        """Standardised features, clipped to +-FEATURE_CLIP standard deviations: a query unlike
+        every training query (another script, a huge length) must not drive the heads into
+        overflow (an infinite predicted cost), only to the edge of what they were trained on."""
+        x = (features - self.feature_mean) / self.feature_std
+        return x.clamp(-FEATURE_CLIP, FEATURE_CLIP)
+
+    def forward(self, features: torch.Tensor, member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quality logits and log-costs of every action: ([B, A], [B, A]).
+
+        With ``member=None`` the ensemble's average (of probabilities, as a logit, and of
+        log-costs); otherwise one member's own output (training trains members one by one).
+        """
+        x = self.normalise(features)
+        if member is not None:
+            return self.members[member](x, self)
+        outs = [net(x, self) for net in self.members]
+        if len(outs) == 1:
+            return outs[0]
+        prob = torch.stack([torch.sigmoid(q) for q, _ in outs]).mean(0).clamp(1e-6, 1 - 1e-6)
+        log_c = torch.stack([c for _, c in outs]).mean(0)
+        return torch.log(prob) - torch.log1p(-prob), log_c
+
+    def actions_of_backend(self, b: int) -> list[int]:
+        cache = self.__dict__.setdefault("_actions_cache", {})
+        if b not in cache:
+            cache[b] = torch.nonzero(self.backend_of == b).flatten().tolist()
+        return cache[b]
+
+    # -- prediction and routing ------------------------------------------------------------
+    def attach_encoder(self, encoder: QueryEncoder) -> "HAPSRouter":
+        """Sets the query encoder (a `haps_core.encoders.QueryEncoder`)."""
+        if encoder.dim != self.config.embed_dim:
+            msg = (
+                f"encoder {encoder.encoder_id!r} gives {encoder.dim}-dim embeddings but the router "
+                f"expects `embed_dim`={self.config.embed_dim}"
+            )
+            raise ValueError(msg)
+        self.encoder = encoder
+        return self
+
+    def set_encoder_precision(self, precision: str = "int8", compile: bool = False) -> "HAPSRouter":
+        """Swaps the attached encoder for a faster copy of it (`haps_core.encoders.optimize_encoder`).
+
+        On a CPU the encoder's forward pass is most of a routing call's time. "int8" (dynamic
+        quantisation of its Linear layers) is about 2.5x faster at batch 1 and keeps about
+        95-100% of decisions identical; "bf16" (where the CPU has native bfloat16) is about
+        1.5x faster with ~99.8% identical; "fp32" restores the original weights' precision.
+        An embedding cache around the encoder is kept, under the new encoder's own fingerprint
+        (vectors of different precisions never mix). Returns the router.
+        """
+        if precision not in PRECISIONS:
+            msg = f"`precision` must be one of {PRECISIONS}, got {precision!r}"
+            raise ValueError(msg)
+        if self.encoder is None:
+            msg = "this router has no encoder attached: call attach_encoder() or from_pretrained()"
+            raise RuntimeError(msg)
+        cached = self.encoder if isinstance(self.encoder, CachedEncoder) else None
+        base = cached.encoder if cached is not None else self.encoder
+        base = getattr(base, "source", base)  # start from float32 again, whatever was set
+        fast = base if precision == "fp32" and not compile else optimize_encoder(base, precision, compile)
+        self.encoder = CachedEncoder(fast, cached.directory.parent) if cached is not None else fast
+        return self
+
+    def featurize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Router input features of the query texts: embedding (+ structural features)."""
+        if self.encoder is None:
+            msg = (
+                "this router has no encoder attached: call attach_encoder() or load it with from_pretrained()"
+            )
+            raise RuntimeError(msg)
+        return query_features(self.encoder, texts, self.config.use_structural)
+
+    @torch.no_grad()
+    def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality in [0, 1] and cost in USD of every action: ([n, A], [n, A]).
+
+        Through the fused inference heads, which have no dropout: the module's train/eval mode
+        does not matter here (and is not toggled, which costs as much as the heads at batch 1).
+        """
+        x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)
+        q, c = self._inference_heads()(x)
+        quality = torch.sigmoid(q).float().cpu().numpy()
+        cost = torch.exp(c).float().cpu().numpy() if self.has_cost else np.zeros_like(quality)
+        return quality, cost
+
+    def _inference_heads(self) -> FusedRouterHeads:
+        """The heads' fused inference path (`FusedRouterHeads`): the same outputs as `forward`
+        to float rounding, several times faster at small batches.
+
+        It is a snapshot of the weights, so it is rebuilt whenever the key of `_weights_key`
+        changed. Building twice under a thread race is harmless.
+        """
+        key = self._weights_key()
+        cached = self.__dict__.get("_fused_heads")
+        if cached is None or cached[0] != key:
+            cached = (key, fuse_heads(self))
+            self.__dict__["_fused_heads"] = cached
+        return cached[1]
+
+    def _weights_key(self) -> tuple[Any, ...]:
+        """A key that changes whenever a weight the fused heads copied may have changed.
+
+        It holds each tensor's in-place version counter (optimiser steps, `load_state_dict` and
+        `copy_` bump it), the device, and the identity of every entry of the modules'
+        ``_parameters``, ``_buffers`` and ``_modules`` tables, so that re-registering one
+        (`module.weight = ...`, `load_state_dict(assign=True)`, a module swapped in) changes it
+        too. Tables that were empty are left out: the heads read only entries that existed when
+        they were built. The modules are walked again only when some entry changed (walking
+        costs more than the heads at batch 1), and the index keeps the old entries alive, so
+        an id is never reused while it is compared.
+        """
+        index = self.__dict__.get("_weights_index")
+        if index is not None:
+            slots = tuple(map(id, chain.from_iterable(map(dict.values, index[0]))))
+            if slots != index[1]:
+                index = None
+        if index is None:
+            modules = tuple(self.modules())
+            tables = tuple(t for m in modules for t in (m._modules, m._parameters, m._buffers) if t)
+            slots = tuple(map(id, chain.from_iterable(map(dict.values, tables))))
+            index = (tables, slots, (*self.parameters(), *self.buffers()), modules)
+            self.__dict__["_weights_index"] = index
+        return (str(self.feature_mean.device), index[1], tuple(t._version for t in index[2]))
+
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality and cost of every action for each text."""
+        return self.predict_features(self.featurize(texts))
+
+    def calibrate_cost_weight(
+        self, max_cost_per_query: float, features: torch.Tensor | np.ndarray | None = None
+    ) -> float:
+        """The smallest cost weight whose mean predicted cost over reference queries fits a budget.
+
+        Args:
+            max_cost_per_query: budget in USD per query (mean over the reference queries).
+            features: reference queries' features (unlabelled traffic); default: the sample of
+                training queries stored in the router.
+        """
+        check_budget(max_cost_per_query)
+        if not self.has_cost:
+            msg = "this router was trained on logs without cost: a budget cannot be applied"
+            raise ValueError(msg)
+        ref = self.reference_features if features is None else features
+        quality, cost = self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
+        return calibrate_cost_weight(quality, cost, max_cost_per_query)
+
+    def decide(
+        self,
+        quality: np.ndarray,
+        cost: np.ndarray,
+        cost_weight: float,
+        n_alternatives: int = 3,
+    ) -> list[RoutingDecision]:
+        """Decisions (with runner-ups on other backends first) from predictions."""
+        return decisions_from_predictions(self.space, quality, cost, cost_weight, n_alternatives)
+
+    def route(
+        self,
+        texts: Sequence[str] | str,
+        cost_weight: float | None = None,
+        max_cost_per_query: float | None = None,
+        n_alternatives: int = 3,
+    ) -> list[RoutingDecision]:
+        """Routes queries: one encoder + router forward pass for the whole list.
+
+        Args:
+            texts: the query texts (what the user sends; nothing else is used).
+            cost_weight: lambda >= 0 (quality points per USD); default `default_cost_weight`.
+            max_cost_per_query: alternatively, a budget in USD per query, calibrated to a cost
+                weight on these queries (several) or on the stored reference queries (one).
+            n_alternatives: runner-up actions kept per decision for fallback.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                msg = f"`texts[{i}]` must be a string, got {type(t).__name__}"
+                raise TypeError(msg)
+            if not t.strip():
+                msg = f"`texts[{i}]` is empty or whitespace: there is nothing to route on"
+                raise ValueError(msg)
+        if cost_weight is not None and max_cost_per_query is not None:
+            msg = "give either `cost_weight` or `max_cost_per_query`, not both"
+            raise ValueError(msg)
+        features = self.featurize(texts)
+        quality, cost = self.predict_features(features)
+        reference = None
+        if max_cost_per_query is not None:
+            check_budget(max_cost_per_query)
+            if not self.has_cost:
+                msg = "this router was trained on logs without cost: a budget cannot be applied"
+                raise ValueError(msg)
+            if len(texts) == 1:  # one query: calibrate on the stored reference queries
+                ref = self.reference_features
+                reference = self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
+        return route_from_predictions(
+            self.space,
+            quality,
+            cost,
+            cost_weight=cost_weight,
+            max_cost_per_query=max_cost_per_query,
+            reference=reference,
+            default_cost_weight=self.default_cost_weight,
+            n_alternatives=n_alternatives,
+        )
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- checkpoints (see haps_core.model.checkpoint and haps_core.hub) ----------------------
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes config.json, model.safetensors and a model card README.md (atomically)."""
+        return checkpoint.save_router(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str] = "haps-default",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: str = "cpu",
+    ) -> "HAPSRouter":
+        """Loads a router: ``"haps-default"`` (shipped), a local folder, or a Hub repo id.
+
+        Args:
+            name_or_path: "haps-default", a checkpoint folder, or "org/name" on the Hub.
+            revision: Hub branch, tag or commit (pin a commit for reproducibility).
+            cache_dir: Hugging Face cache folder.
+            token: Hub token for private repos.
+            local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
+            device: where the encoder runs ("cpu", "cuda", "auto").
+        """
+        return checkpoint.from_pretrained(
+            cls, name_or_path, revision, cache_dir, token, local_files_only, device
+        )
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike[str],
+        device: str = "cpu",
+        load_encoder: bool = True,
+        local_files_only: bool = False,
+    ) -> "HAPSRouter":
+        """Loads a checkpoint folder strictly (`haps_core.model.checkpoint.load_router_folder`)."""
+        return checkpoint.load_router_folder(cls, folder, device, load_encoder, local_files_only)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        private: bool | None = None,
+        commit_message: str = "Upload HAPS router",
+        token: str | None = None,
+    ) -> str:
+        """Uploads the checkpoint to a Hub model repo (created if needed); returns the commit URL."""
+        return checkpoint.push_router(self, repo_id, revision, private, commit_message, token)
+
+
+def load_router_folder(
+    folder: str | os.PathLike[str],
+    device: str = "cpu",
+    load_encoder: bool = True,
+    local_files_only: bool = False,
+) -> HAPSRouter:
+    """Loads a checkpoint folder strictly into a `HAPSRouter` (see `HAPSRouter.from_folder`)."""
+    return HAPSRouter.from_folder(folder, device, load_encoder, local_files_only)
+
+
+def from_pretrained(
+    name_or_path: str | os.PathLike[str] = "haps-default",
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    device: str = "cpu",
+) -> HAPSRouter:
+    """`HAPSRouter.from_pretrained` as a function."""
+    return HAPSRouter.from_pretrained(name_or_path, revision, cache_dir, token, local_files_only, device)
