@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from haps_core.model.config import FEATURE_CLIP
-from haps_core.model.net import RouterTensors
+from haps_core.model.net import RouterNet, RouterTensors
 
 
 class FusableRouter(RouterTensors, Protocol):
@@ -33,7 +33,18 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([t.detach().float() for t in tensors]).contiguous()
 
 
-def _deep_heads_are_zero(member: nn.Module, arch: str) -> bool:
+def _router_nets(router: FusableRouter) -> list[RouterNet]:
+    """The router's members, checked to be `RouterNet`s (nn.ModuleList's items are typed as any Module)."""
+    nets = []
+    for member in router.members:
+        if not isinstance(member, RouterNet):
+            msg = f"the router's members must be RouterNet modules, got {type(member).__name__}"
+            raise TypeError(msg)
+        nets.append(member)
+    return nets
+
+
+def _deep_heads_are_zero(member: RouterNet, arch: str) -> bool:
     """Whether a member's deep heads add exactly nothing to its linear path, for any input:
     their output layers are all zero (see `RouterNet`: they start at zero, and early stopping
     may keep that state). Then the trunk, high-level head and PGN need not run."""
@@ -41,7 +52,7 @@ def _deep_heads_are_zero(member: nn.Module, arch: str) -> bool:
         outs = [member.flat_head.weight, member.flat_head.bias]
     elif arch == "haps":
         m, k = member._pgn_shapes
-        last = member.pgn[-1]
+        last = member.pgn_out
         outs = [
             member.high_head.weight,
             member.high_head.bias,
@@ -101,7 +112,7 @@ class FusedRouterHeads(nn.Module):
             self._build(router)
 
     def _build(self, router: FusableRouter) -> None:
-        members = list(router.members)
+        members = _router_nets(router)
         n_actions = int(router.action_values.shape[0])
         self.n_actions = n_actions
         self.register_buffer("feature_mean", router.feature_mean.detach().float().clone())
@@ -117,8 +128,8 @@ class FusedRouterHeads(nn.Module):
         self.register_buffer("deep_idx", torch.tensor(deep, dtype=torch.long))
         skips = [m.skip for m in members]
         members = [members[i] for i in deep]
-        trunk_lin = [m.trunk[1] for m in members]
-        norms = [m.trunk[3] for m in members]
+        trunk_lin = [m.trunk_linear for m in members]
+        norms = [m.trunk_norm for m in members]
         h = trunk_lin[0].out_features if members else 0
         self.hidden = h
         self.ln_eps = float(norms[0].eps) if norms else 1e-5
@@ -148,7 +159,7 @@ class FusedRouterHeads(nn.Module):
         for net in members:
             style = net.style_proj(router.style_embeddings)[router.style_of]  # [A, style_dim]
             phis.append(torch.cat([router.action_values, style], dim=1))  # [A, m]
-            lin0, lin1 = net.pgn[0], net.pgn[2]
+            lin0, lin1 = net.pgn_in, net.pgn_out
             backend_in = torch.cat([net.backend_embedding.weight, router.backend_prices], dim=1)
             # pgn[0] on cat(z, backend_in) = W_z z + (W_b backend_in + b): the backend part is
             # the same for every query, so it is computed once here.

@@ -6,13 +6,24 @@ unseen temperature or prompt style still gets a sensible score. Ablations: "flat
 """
 
 import math
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from haps_core.catalog import RoutingSpace
 from haps_core.model.config import RouterConfig
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _layer(seq: nn.Sequential, index: int, kind: type[_M]) -> _M:
+    """``seq[index]``, checked to be a `kind` (nn.Sequential's indexing is typed as any Module)."""
+    module = seq[index]
+    if not isinstance(module, kind):
+        msg = f"layer {index} of the Sequential is a {type(module).__name__}, expected {kind.__name__}"
+        raise TypeError(msg)
+    return module
 
 
 class RouterTensors(Protocol):
@@ -35,6 +46,17 @@ class RouterNet(nn.Module):
     Shared, non-learned tensors (action features, style embeddings, prices) live on the parent
     `HAPSRouter` and are passed in, so members hold only their own weights.
     """
+
+    # submodules and parameters (registered in __init__, those of the architecture only)
+    trunk: nn.Sequential
+    skip: nn.Linear
+    flat_head: nn.Linear  # "flat"
+    high_head: nn.Linear  # "no_pgn" and "haps"
+    low_heads: nn.ModuleList  # "no_pgn": one nn.Linear per backend
+    backend_embedding: nn.Embedding  # "haps"
+    style_proj: nn.Linear  # "haps"
+    pgn: nn.Sequential  # "haps"
+    low_base: nn.Parameter  # "haps"
 
     def __init__(self, parent: RouterTensors, seed_offset: int = 0) -> None:
         super().__init__()
@@ -68,23 +90,20 @@ class RouterNet(nn.Module):
         nn.init.zeros_(self.high_head.weight)
         nn.init.zeros_(self.high_head.bias)
         if self.arch == "no_pgn":
-            self.low_heads = nn.ModuleList(
-                nn.Linear(h, 2 * len(space.actions_of(b))) for b in space.backend_names
-            )
-            for head in self.low_heads:
+            low_heads = [nn.Linear(h, 2 * len(space.actions_of(b))) for b in space.backend_names]
+            for head in low_heads:
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
+            self.low_heads = nn.ModuleList(low_heads)
             return
         self.backend_embedding = nn.Embedding(n_backends, config.backend_dim)
         self.style_proj = nn.Linear(config.embed_dim, config.style_dim)
         m = parent.action_values.shape[1] + config.style_dim
         k = config.pgn_hidden
         self._pgn_shapes = (m, k)
-        self.pgn = nn.Sequential(
-            nn.Linear(h + config.backend_dim + 2, h),
-            nn.GELU(),
-            nn.Linear(h, m * k + k + 2 * k),
-        )
+        pgn_in = nn.Linear(h + config.backend_dim + 2, h)
+        pgn_out = nn.Linear(h, m * k + k + 2 * k)
+        self.pgn = nn.Sequential(pgn_in, nn.GELU(), pgn_out)
         # The generated low-level head = a shared base head + the PGN's query- and
         # backend-specific modulation. The base keeps gradients flowing from the first step
         # (a purely generated head initialised near zero learns very slowly: both of its
@@ -92,10 +111,29 @@ class RouterNet(nn.Module):
         low_base = torch.randn(m * k + k + 2 * k) / math.sqrt(m)
         low_base[m * k + k :] = 0.0  # the output layer: zero, see above
         self.low_base = nn.Parameter(low_base)
-        nn.init.normal_(self.pgn[-1].weight, std=0.02 / math.sqrt(h))
-        nn.init.zeros_(self.pgn[-1].bias)
+        nn.init.normal_(pgn_out.weight, std=0.02 / math.sqrt(h))
+        nn.init.zeros_(pgn_out.bias)
         with torch.no_grad():
-            self.pgn[-1].weight[m * k + k :] = 0.0  # the generated output layer: zero too
+            pgn_out.weight[m * k + k :] = 0.0  # the generated output layer: zero too
+
+    # The layers `FusedRouterHeads` stacks across members.
+    @property
+    def trunk_linear(self) -> nn.Linear:
+        return _layer(self.trunk, 1, nn.Linear)
+
+    @property
+    def trunk_norm(self) -> nn.LayerNorm:
+        return _layer(self.trunk, 3, nn.LayerNorm)
+
+    @property
+    def pgn_in(self) -> nn.Linear:
+        """The PGN's first layer: it reads cat(trunk state, backend embedding, log prices)."""
+        return _layer(self.pgn, 0, nn.Linear)
+
+    @property
+    def pgn_out(self) -> nn.Linear:
+        """The PGN's output layer: it generates the low-level heads' weights."""
+        return _layer(self.pgn, -1, nn.Linear)
 
     def forward(self, x: torch.Tensor, parent: RouterTensors) -> tuple[torch.Tensor, torch.Tensor]:
         """(quality logits, log-costs), each [B, A], from normalised features x."""

@@ -26,7 +26,7 @@ from haps_core.decision import (
     decisions_from_predictions,
     route_from_predictions,
 )
-from haps_core.encoders import PRECISIONS, CachedEncoder, QueryEncoder, optimize_encoder
+from haps_core.encoders import PRECISIONS, CachedEncoder, Precision, QueryEncoder, optimize_encoder
 from haps_core.features import action_value_features, query_features
 from haps_core.model import checkpoint
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
@@ -131,7 +131,7 @@ class HAPSRouter(nn.Module):
         self.encoder = encoder
         return self
 
-    def set_encoder_precision(self, precision: str = "int8", compile: bool = False) -> "HAPSRouter":
+    def set_encoder_precision(self, precision: Precision = "int8", compile: bool = False) -> "HAPSRouter":
         """Swaps the attached encoder for a faster copy of it (`haps_core.encoders.optimize_encoder`).
 
         On a CPU the encoder's forward pass is most of a routing call's time. "int8" (dynamic
@@ -210,7 +210,7 @@ class HAPSRouter(nn.Module):
         if index is None:
             modules = tuple(self.modules())
             tables = tuple(t for m in modules for t in (m._modules, m._parameters, m._buffers) if t)
-            slots = tuple(map(id, chain.from_iterable(map(dict.values, tables))))
+            slots = tuple(map(id, chain.from_iterable(t.values() for t in tables)))
             index = (tables, slots, (*self.parameters(), *self.buffers()), modules)
             self.__dict__["_weights_index"] = index
         return (str(self.feature_mean.device), index[1], tuple(t._version for t in index[2]))
