@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from haps_core.encoders.base import QueryEncoder, check_positive_int, check_texts, resolve_device
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ class HFEncoder(QueryEncoder):
     """
 
     tokenizer: "PreTrainedTokenizerBase"
-    model: "PreTrainedModel"
+    # A transformers PreTrainedModel; an `OptimizedEncoder`'s is a quantised or compiled copy
+    # (torch.compile gives an OptimizedModule), hence typed as any Module.
+    model: nn.Module
 
     def __init__(
         self,
@@ -186,7 +189,7 @@ class HFEncoder(QueryEncoder):
         order = sorted(range(len(texts)), key=lengths.__getitem__, reverse=True)
         starts: Iterable[int] = range(0, len(order), batch_size)
         if show_progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints
 
             starts = tqdm(starts, desc="Encoding", unit="batch")
         out = torch.empty((len(texts), self._dim), dtype=torch.float32)

@@ -47,7 +47,9 @@ def smollm2_dir(cache_root: Path | None = None) -> Path:
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     # save_pretrained refuses a model "quantized with gguf"; the weights are already dense.
-    model.hf_quantizer = None
+    # PreTrainedModel does not declare `hf_quantizer` (from_pretrained sets it) and nn.Module's
+    # __setattr__ is typed for tensors and modules only.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)

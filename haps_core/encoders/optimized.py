@@ -8,11 +8,12 @@ model) and its own cache fingerprint (an embedding cache never mixes precisions)
 import copy
 import logging
 import warnings
-from typing import Any, Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
 
+from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.hf import HFEncoder
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class OptimizedEncoder(HFEncoder):
     precision: str
     compiled: bool
 
-    def __init__(self, source: HFEncoder, model: Any, precision: str, compiled: bool) -> None:
+    def __init__(self, source: HFEncoder, model: nn.Module, precision: str, compiled: bool) -> None:
         # Not HFEncoder.__init__: the tokenizer, limits and dimension are the source's.
         self.__dict__.update(source.__dict__)
         self.source = source  # the float32 encoder it was made from
@@ -56,7 +57,7 @@ class OptimizedEncoder(HFEncoder):
 
 
 def optimize_encoder(
-    encoder: HFEncoder,
+    encoder: QueryEncoder,
     precision: Precision = "fp32",
     compile: bool = False,
 ) -> OptimizedEncoder:
@@ -116,6 +117,8 @@ def optimize_encoder(
         model = copy.deepcopy(model)
     model.eval()
     if compile:
-        model = torch.compile(model, dynamic=True)
+        # torch.compile's stubs type its result as a plain callable; given a Module it returns
+        # an OptimizedModule, a Module that forwards attribute access to the one it wraps.
+        model = cast(nn.Module, torch.compile(model, dynamic=True))
     logger.info("optimised encoder %s: precision=%s compile=%s", encoder.encoder_id, precision, compile)
     return OptimizedEncoder(encoder, model, precision, compile)

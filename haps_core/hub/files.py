@@ -261,7 +261,7 @@ def write_checkpoint(
         (tmp / CARD_NAME).write_text(card, encoding="utf-8")
         if config["encoder"].get("fine_tuned"):
             inner = getattr(encoder, "encoder", encoder)  # unwrap a CachedEncoder
-            if inner is None or not hasattr(inner, "model"):
+            if inner is None or not hasattr(inner, "model") or not hasattr(inner, "tokenizer"):
                 msg = "the router's encoder is marked fine-tuned but no transformers encoder is attached"
                 raise CheckpointError(msg)
             inner.model.save_pretrained(tmp / ENCODER_DIR)

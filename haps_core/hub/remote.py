@@ -10,7 +10,6 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from haps_core import paths
 from haps_core.errors import CheckpointError
@@ -123,7 +122,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _fetch_hint(repo_id: str, revision: str | None, cache_dir: Any) -> str:
+def _fetch_hint(repo_id: str, revision: str | None, cache_dir: str | os.PathLike[str] | None) -> str:
     rev = f", revision={revision!r}" if revision else ""
     cli = f"`hf download {repo_id}" + (f" --revision {revision}" if revision else "")
     cli += (f" --cache-dir {cache_dir}" if cache_dir else "") + "`"
@@ -160,13 +159,14 @@ def download_router(
 
     offline = bool(local_files_only) or hub_offline()
     where = f"router {repo_id!r} at revision {revision or 'main'!r}"
+    hub_cache_dir = None if cache_dir is None else os.fspath(cache_dir)  # huggingface_hub takes str
     try:
         folder = Path(
             snapshot_download(
                 repo_id,
                 repo_type="model",
                 revision=revision,
-                cache_dir=cache_dir,
+                cache_dir=hub_cache_dir,
                 token=token,
                 local_files_only=offline,
                 allow_patterns=ALLOW_PATTERNS,
@@ -215,7 +215,7 @@ def download_router(
         else:
             msg = f"{where} is not a HAPS router checkpoint: the repo has no {missing}"
         raise CheckpointError(msg)
-    pickles = _listed_pickles(repo_id, folder.name, cache_dir)
+    pickles = _listed_pickles(repo_id, folder.name, hub_cache_dir)
     if pickles:
         msg = (
             f"{where} contains pickle-format files {pickles}: HAPS never loads pickles "
@@ -226,7 +226,7 @@ def download_router(
     return folder
 
 
-def _listed_pickles(repo_id: str, commit: str, cache_dir: Any) -> list[str]:
+def _listed_pickles(repo_id: str, commit: str, cache_dir: str | None) -> list[str]:
     """Pickle-format files in the repo's full listing, from the tree huggingface_hub cached.
 
     Only the checkpoint's files are downloaded, so a pickle elsewhere in the repo would not be

@@ -50,7 +50,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # type: ignore[return-value]
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
 def _lines(fh: Iterable[bytes]) -> Iterator[bytes]:
