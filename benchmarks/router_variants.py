@@ -25,8 +25,7 @@ from haps_core.evaluation import run_evaluation
 from haps_core.logs import read_logs, split_queries
 from haps_core.model import RouterConfig
 from haps_core.paths import bench_logs, bench_prices
-from haps_core.pipeline import aligned_predictor, features_for, fit_router
-from haps_core.training import TrainingConfig
+from haps_core.training import TrainingConfig, aligned_predictor, features_for, fit_router
 
 
 def main() -> None:
