@@ -88,7 +88,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_rank_gloo_training_matches_single_process(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch thread, as each torchrun rank runs, restored afterwards: later tests in this
+    process (the pinned default-router decisions) run at the default thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_rank_gloo_training_matches_single_process(tmp_path, one_thread):
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -107,7 +117,6 @@ def test_two_rank_gloo_training_matches_single_process(tmp_path):
     np.testing.assert_array_equal(ranks[0]["quality"], ranks[1]["quality"])
     np.testing.assert_array_equal(ranks[0]["cost"], ranks[1]["cost"])
 
-    torch.set_num_threads(1)
     router, feats, table, train_idx, training = _problem()
     result = train_router(router, feats, table, train_idx, training)
     quality, cost = router.predict_features(feats)
