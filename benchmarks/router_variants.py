@@ -20,7 +20,7 @@ import time
 import torch
 
 from haps_core.baselines import KNNRouter, LinearRouter
-from haps_core.embedding import embedding_encoder
+from haps_core.encoders import embedding_encoder
 from haps_core.evaluation import run_evaluation
 from haps_core.logs import read_logs, split_queries
 from haps_core.model import RouterConfig

@@ -237,7 +237,7 @@ def in_torchrun(nproc: int, *args: Any, threads: int | None = None) -> dict[str,
 
 
 def run_bench(members: int) -> dict[str, Any]:
-    from haps_core.embedding import embedding_encoder
+    from haps_core.encoders import embedding_encoder
     from haps_core.logs import read_logs, split_queries
     from haps_core.model import RouterConfig
     from haps_core.paths import bench_logs, bench_prices

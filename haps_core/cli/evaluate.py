@@ -93,7 +93,7 @@ def _parse_pairs(text: str) -> list[tuple[str, str]]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from haps_core.baselines import BASELINES
-    from haps_core.embedding import embed_texts, embedding_encoder
+    from haps_core.encoders import embed_texts, embedding_encoder
     from haps_core.evaluation import format_report, plot_report, run_evaluation
     from haps_core.logs import read_logs, split_queries
 
@@ -162,7 +162,7 @@ def _load_router_for_eval(args: argparse.Namespace, log: "RoutingLog") -> tuple[
     from haps_core.paths import default_cache_dir
 
     router = HAPSRouter.from_pretrained(args.router)
-    if not args.no_cache and not isinstance(router.encoder, CachedEncoder):
+    if not args.no_cache and router.encoder is not None and not isinstance(router.encoder, CachedEncoder):
         router.encoder = CachedEncoder(router.encoder, default_cache_dir() / "embeddings")
     heldout = router.training_summary.get("heldout") or {}
     trained_on = set(router.training_summary.get("files", []))
@@ -190,6 +190,7 @@ def _router_predictors(
     from haps_core.training import ablations, aligned_predictor
 
     features = router.featurize(log.queries)
+    assert router.encoder is not None  # loaded with the router (featurize needs it)
     out = {"haps": aligned_predictor(router, log, features)}
     if not args.no_ablations:
         if router.space != log.space:

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from haps_core.encoders import HFEncoder, QueryEncoder, load_encoder
+from haps_core.encoders import HFEncoder, QueryEncoder, embedding_encoder
 from haps_core.features import query_features
 from haps_core.logs import RoutingLog, read_logs, split_queries
 from haps_core.model import HAPSRouter, RouterConfig
-from haps_core.paths import default_cache_dir
 from haps_core.training import distributed as ddp
 from haps_core.training.config import TrainingConfig
 from haps_core.training.providers import FineTunedEncoderFeatures
@@ -121,8 +120,7 @@ def resolve_encoder(
     if encoder is not None and not isinstance(encoder, str | os.PathLike):
         msg = f"`encoder` must be a QueryEncoder, a name or a path, got {type(encoder).__name__}"
         raise TypeError(msg)
-    cache_dir = default_cache_dir() / "embeddings" if cache else None
-    return load_encoder(encoder, device=device, cache_dir=cache_dir)
+    return embedding_encoder(None if encoder is None else os.fspath(encoder), device=device, cache=cache)
 
 
 def fit(

@@ -77,7 +77,8 @@ def _warm_up_skip(
     (query, action) cells, each step takes the next block of queries instead, so the outcomes
     are never densified for the whole split.
     """
-    net = router.members[member]
+    skip = router.members[member].skip  # the member's direct linear path
+    assert isinstance(skip, torch.nn.Linear)
     n_actions = len(router.space)
     parts = _chunks(len(fit_q), n_actions)
     blocks: list[tuple[torch.Tensor, ...]] = []
@@ -112,7 +113,7 @@ def _warm_up_skip(
             pool = same if same.any() else seen
             if pool.any():
                 bias_q[a], bias_c[a] = bias_q[pool].mean(), bias_c[pool].mean()
-        bias = net.skip.bias.detach().clone()
+        bias = skip.bias.detach().clone()
         bias[:n_actions] = bias_q
         if table.has_cost:
             bias[n_actions:] = bias_c
@@ -120,15 +121,15 @@ def _warm_up_skip(
     def fit(l2: float, steps: int | None = None, restart: bool = True) -> None:
         if restart:
             with torch.no_grad():
-                net.skip.weight.zero_()
-                net.skip.bias.copy_(bias)
-        opt = torch.optim.Adam(net.skip.parameters(), lr=config.skip_lr)
+                skip.weight.zero_()
+                skip.bias.copy_(bias)
+        opt = torch.optim.Adam(skip.parameters(), lr=config.skip_lr)
         for step in range(config.skip_warmup_steps if steps is None else steps):
             x, score, cost, mask = block(step % len(parts))
-            out = net.skip(x)
+            out = skip(x)
             q, c = out[:, :n_actions], out[:, n_actions:]
             loss = _supervised_loss(q, c, score, cost, mask, table.has_cost, config.cost_loss_weight)
-            loss = loss + l2 * net.skip.weight.pow(2).sum()
+            loss = loss + l2 * skip.weight.pow(2).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -136,7 +137,7 @@ def _warm_up_skip(
     def fill_unseen() -> None:
         if not seen.all():
             with torch.no_grad():
-                interpolate_unseen_actions(router, net.skip, seen)
+                interpolate_unseen_actions(router, skip, seen)
 
     no_stop = stop_q is None or len(stop_q) == 0
     if return_losses and no_stop:
@@ -150,7 +151,7 @@ def _warm_up_skip(
     x_stop = router.normalise(provider.features(stop_q, grad=False))
 
     def skip_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = net.skip(x)
+        out = skip(x)
         return out[:, :n_actions], out[:, n_actions:]
 
     # A regularisation path: the strongest penalty first, from scratch, then each weaker one

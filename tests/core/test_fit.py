@@ -13,9 +13,8 @@ import haps_core
 from haps_core.cli import main
 from haps_core.encoders import load_encoder
 from haps_core.features import query_features
-from haps_core.hub import load_router_folder
 from haps_core.logs import read_logs
-from haps_core.model import HAPSRouter, RouterConfig
+from haps_core.model import HAPSRouter, RouterConfig, load_router_folder
 from haps_core.training import TrainingConfig, fit, fit_router
 from tests.helpers.logs import synthetic_rows, write_jsonl
 from tests.helpers.tiny_models import make_tiny_bert
