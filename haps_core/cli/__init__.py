@@ -1,7 +1,8 @@
 """The `haps` command line: train, route, eval, push (one module per command).
 
 Every sub-command returns an exit code: 0 on success, 2 on bad input (one clear message on
-stderr, nothing half-written), 1 on an unexpected failure.
+stderr, nothing half-written), 1 on an unexpected failure. The commands import torch and the
+router inside their functions, so `haps --help` and argument errors answer at once.
 """
 
 import argparse
