@@ -23,14 +23,12 @@ import time
 import numpy as np
 
 from haps_core.baselines import KNNRouter, LinearRouter
-from haps_core.embedding import embedding_encoder
-from haps_core.encoders import load_encoder
+from haps_core.encoders import embedding_encoder, load_encoder
 from haps_core.evaluation import run_evaluation
 from haps_core.logs import read_logs, split_queries
 from haps_core.model import RouterConfig
 from haps_core.paths import bench_logs, bench_prices
-from haps_core.pipeline import aligned_predictor, features_for, fit_router
-from haps_core.training import TrainingConfig
+from haps_core.training import TrainingConfig, aligned_predictor, features_for, fit_router
 
 KEYS = ("aiq", "q_at_c_best", "gap_recovered", "saving", "saving95")
 

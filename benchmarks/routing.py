@@ -88,11 +88,10 @@ def load_or_train_router(path: str | None) -> tuple[HAPSRouter, str]:
             return router, f"loaded from {folder}"
     if path:
         raise SystemExit(f"no router checkpoint in {path}")
-    from haps_core.embedding import embedding_encoder
+    from haps_core.encoders import embedding_encoder
     from haps_core.logs import read_logs, split_queries
     from haps_core.paths import bench_logs, bench_prices
-    from haps_core.pipeline import features_for, fit_router
-    from haps_core.training import TrainingConfig
+    from haps_core.training import TrainingConfig, features_for, fit_router
 
     print("no shipped default router yet: training one on the haps-bench train split ...", file=sys.stderr)
     log = read_logs(bench_logs(), prices=bench_prices())

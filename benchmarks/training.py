@@ -13,8 +13,9 @@ Prints ONE table. Every configuration runs in its own subprocess, so its peak RS
    held-out (early-stopping) evaluation after it, the dense blocks the trainer cuts out of the
    sparse table, and peak RSS. No dense matrix of the whole log is ever built: training batches
    are dense per batch; the warm-up takes full-batch steps while the training split fits in
-   `training.MAX_DENSE_CELLS` (query, action) cells and steps through blocks of that size
-   beyond; the held-out evaluation runs blocks of at most `training.EVAL_BLOCK_QUERIES` queries.
+   `training.batches.MAX_DENSE_CELLS` (query, action) cells and steps through blocks of that size
+   beyond; the held-out evaluation runs blocks of at most
+   `training.batches.EVAL_BLOCK_QUERIES` queries.
    So memory stays flat as the log grows (beyond the log, its sparse table and the features).
 3. Data-parallel: the 300k x 100 epoch in one process and with `--ddp` gloo ranks under torchrun
    (one thread each, back to back), global batch 64 split across ranks.
@@ -92,9 +93,8 @@ def synthetic_log(n_rows: int, n_actions: int, seed: int = 0) -> tuple[Any, torc
 
 def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: int) -> dict[str, Any]:
     """One synthetic configuration: pivot, warm-up steps, one epoch, the held-out evaluation."""
-    from haps_core import training
     from haps_core.model import HAPSRouter, RouterConfig
-    from haps_core.training import TrainingConfig, train_router
+    from haps_core.training import FrozenFeatures, TrainingConfig, batches, train_router, trainer, warmup
 
     t0 = time.perf_counter()
     log, feats = synthetic_log(n_rows, n_actions)
@@ -117,12 +117,12 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
     # its next block when it holds more than MAX_DENSE_CELLS cells. Per step = (time of 1 + k
     # steps - time of 1 step) / k, so one-off costs (the starting biases' pass over the split,
     # first-call initialisation) are not counted per step. The L2 is fixed (no search).
-    provider = training.FrozenFeatures(feats)
+    provider = FrozenFeatures(feats)
 
     def warm_up(steps: int) -> float:
         cfg = TrainingConfig(skip_warmup_steps=steps, skip_l2=1e-4, progress=False, device="cpu")
         start = time.perf_counter()
-        training._warm_up_skip(router, 0, provider, table, fit_q, cfg, torch.device("cpu"))
+        warmup._warm_up_skip(router, 0, provider, table, fit_q, cfg, torch.device("cpu"))
         return time.perf_counter() - start
 
     t_first = warm_up(1)  # the process's first backward pass: one-off initialisation
@@ -143,14 +143,14 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
 
         return wrapper
 
-    training.dev_regret = timed(training.dev_regret)
-    training.dev_loss = timed(training.dev_loss)
+    trainer.dev_regret = timed(trainer.dev_regret)  # what the trainer calls after each epoch
+    trainer.dev_loss = timed(trainer.dev_loss)
     t0 = time.perf_counter()
     train_router(router, feats, table, np.arange(n_q), config)
     t_train = time.perf_counter() - t0
     per_cell = 8 + 8 + 1 + 4 + 4 + 1  # numpy score, cost, mask + their float32/bool torch copies
-    warm_rows = min(n_q - n_stop, max(1, training.MAX_DENSE_CELLS // n_a))
-    eval_rows = min(n_stop, training.EVAL_BLOCK_QUERIES)
+    warm_rows = min(n_q - n_stop, max(1, batches.MAX_DENSE_CELLS // n_a))
+    eval_rows = min(n_stop, batches.EVAL_BLOCK_QUERIES)
     return {
         "rows": n_rows,
         "actions": n_actions,
@@ -179,10 +179,9 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
 
 def run_ddp_epoch(n_rows: int, n_actions: int, batch_size: int) -> dict[str, Any] | None:
     """One epoch of a synthetic log as one rank of a torchrun job; rank 0 returns the figures."""
-    from haps_core import distributed as ddp
-    from haps_core import training
     from haps_core.model import HAPSRouter, RouterConfig
-    from haps_core.training import TrainingConfig, train_router
+    from haps_core.training import TrainingConfig, train_router, trainer
+    from haps_core.training import distributed as ddp
 
     ctx = ddp.init_distributed("cpu")
     log, feats = synthetic_log(n_rows, n_actions)  # same seed: the same log on every rank
@@ -191,7 +190,7 @@ def run_ddp_epoch(n_rows: int, n_actions: int, batch_size: int) -> dict[str, Any
     router = HAPSRouter(table.space, RouterConfig(embed_dim=DIM, use_structural=False, members=1))
     spent = {"eval": 0.0}
     for name in ("dev_regret", "dev_loss"):
-        fn = getattr(training, name)
+        fn = getattr(trainer, name)
 
         def wrapper(*args: Any, _fn: Any = fn, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -200,7 +199,7 @@ def run_ddp_epoch(n_rows: int, n_actions: int, batch_size: int) -> dict[str, Any
             finally:
                 spent["eval"] += time.perf_counter() - start
 
-        setattr(training, name, wrapper)
+        setattr(trainer, name, wrapper)
     config = TrainingConfig(
         epochs=1, batch_size=batch_size, skip_warmup_steps=0, progress=False, device="cpu"
     )
@@ -238,12 +237,11 @@ def in_torchrun(nproc: int, *args: Any, threads: int | None = None) -> dict[str,
 
 
 def run_bench(members: int) -> dict[str, Any]:
-    from haps_core.embedding import embedding_encoder
+    from haps_core.encoders import embedding_encoder
     from haps_core.logs import read_logs, split_queries
     from haps_core.model import RouterConfig
     from haps_core.paths import bench_logs, bench_prices
-    from haps_core.pipeline import features_for, fit_router
-    from haps_core.training import TrainingConfig
+    from haps_core.training import TrainingConfig, features_for, fit_router
 
     t0 = time.perf_counter()
     log = read_logs(bench_logs(), prices=bench_prices())

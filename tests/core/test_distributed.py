@@ -1,4 +1,4 @@
-"""Data-parallel training (haps_core.distributed): 2 gloo ranks via torchrun on 127.0.0.1.
+"""Data-parallel training (haps_core.training.distributed): 2 gloo ranks via torchrun on 127.0.0.1.
 
 The DDP run must give the router that single-process training gives on the same data with the
 same global batch: each rank trains on half of every batch of 16 and gradients are averaged.
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from haps_core import distributed as ddp
 from haps_core.catalog import Action, RoutingSpace
 from haps_core.logs import OutcomeTable
 from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import TrainingConfig, train_router
+from haps_core.training import distributed as ddp
 
 ROOT = Path(__file__).resolve().parents[2]
 # 94 queries: 81 fit early stopping's split, so each epoch ends on a global batch of ONE query
@@ -88,7 +88,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_rank_gloo_training_matches_single_process(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch thread, as each torchrun rank runs, restored afterwards: later tests in this
+    process (the pinned default-router decisions) run at the default thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_rank_gloo_training_matches_single_process(tmp_path, one_thread):
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -107,7 +117,6 @@ def test_two_rank_gloo_training_matches_single_process(tmp_path):
     np.testing.assert_array_equal(ranks[0]["quality"], ranks[1]["quality"])
     np.testing.assert_array_equal(ranks[0]["cost"], ranks[1]["cost"])
 
-    torch.set_num_threads(1)
     router, feats, table, train_idx, training = _problem()
     result = train_router(router, feats, table, train_idx, training)
     quality, cost = router.predict_features(feats)
@@ -177,7 +186,7 @@ def test_nccl_and_the_local_gpu_are_picked_when_cuda_is_available(monkeypatch):
 
 def test_cuda_batches_go_through_pinned_memory(monkeypatch):
     """No GPU here: the host->device copy is intercepted to check pinning and non_blocking."""
-    from haps_core import training
+    from haps_core.training import batches
 
     seen = {}
 
@@ -191,13 +200,24 @@ def test_cuda_batches_go_through_pinned_memory(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
     monkeypatch.setattr(torch.Tensor, "to", fake_to)
-    out = training._to_device(np.ones((2, 3)), torch.float32, torch.device("cuda"))
+    out = batches._to_device(np.ones((2, 3)), torch.float32, torch.device("cuda"))
     assert out.dtype == torch.float32
     assert seen["pinned"] and seen["to"] == ((torch.device("cuda"),), {"non_blocking": True})
     seen.clear()
     monkeypatch.undo()
-    cpu = training._to_device(np.ones((2, 3)), torch.float32, torch.device("cpu"))
+    cpu = batches._to_device(np.ones((2, 3)), torch.float32, torch.device("cpu"))
     assert not seen and cpu.device.type == "cpu"
+
+
+def test_the_old_distributed_module_warns_and_re_exports(monkeypatch):
+    import importlib
+
+    monkeypatch.delitem(sys.modules, "haps_core.distributed", raising=False)
+    match = "haps_core.distributed is deprecated: import from haps_core.training.distributed"
+    with pytest.warns(DeprecationWarning, match=match):
+        old = importlib.import_module("haps_core.distributed")
+    assert old.init_distributed is ddp.init_distributed and old.shard_batch is ddp.shard_batch
+    assert old.save_on_main is ddp.save_on_main and old.DistContext is ddp.DistContext
 
 
 if __name__ == "__main__":

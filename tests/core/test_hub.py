@@ -23,8 +23,7 @@ from haps_core.errors import CheckpointError
 from haps_core.hub import files as hub_files
 from haps_core.logs import read_logs
 from haps_core.model import HAPSRouter, RouterConfig, load_router_folder
-from haps_core.pipeline import features_for, fit_router
-from haps_core.training import TrainingConfig
+from haps_core.training import TrainingConfig, features_for, fit_router
 from tests.helpers.checkpoints import REFUSALS
 from tests.helpers.hub_server import HubStub, hub_server  # noqa: F401  (the `stub` fixture)
 from tests.helpers.logs import synthetic_rows, write_jsonl

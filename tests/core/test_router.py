@@ -15,8 +15,14 @@ from haps_core.encoders import load_encoder
 from haps_core.errors import CheckpointError
 from haps_core.logs import read_logs
 from haps_core.model import RouterConfig
-from haps_core.pipeline import features_for, fit_router, model_only_subset, subset_log
-from haps_core.training import TrainingConfig, policy_loss
+from haps_core.training import (
+    TrainingConfig,
+    features_for,
+    fit_router,
+    model_only_subset,
+    policy_loss,
+    subset_log,
+)
 from tests.helpers.logs import synthetic_rows, write_jsonl
 from tests.helpers.tiny_models import make_tiny_bert
 
@@ -267,24 +273,36 @@ def test_linear_path_l2_is_chosen_once_on_held_out_queries(tiny_encoder, trained
 def test_outcomes_are_densified_a_block_at_a_time(tiny_encoder, trained, monkeypatch):
     """Held-out loss and regret computed in blocks of queries equal the one-block figures, and
     training runs when every step sees only a block (what keeps memory flat on huge logs)."""
-    from haps_core import training as T
+    from haps_core.training import batches, losses
 
     log, router, feats = trained
     table = log.outcomes(np.arange(len(log.row_query)))
     idx = np.arange(log.n_queries)
     weights = np.array([0.0, 10.0, 1000.0])
     whole = (
-        T.dev_loss(router, feats, table, idx, 0.5),
-        T.dev_regret(router, feats, table, idx, weights),
+        losses.dev_loss(router, feats, table, idx, 0.5),
+        losses.dev_regret(router, feats, table, idx, weights),
     )
-    monkeypatch.setattr(T, "MAX_DENSE_CELLS", 3 * len(log.space))  # 3 queries per block
-    assert len(T._chunks(len(idx), len(log.space))) > 10
+    monkeypatch.setattr(batches, "MAX_DENSE_CELLS", 3 * len(log.space))  # 3 queries per block
+    assert len(batches._chunks(len(idx), len(log.space))) > 10
     blocked = (
-        T.dev_loss(router, feats, table, idx, 0.5),
-        T.dev_regret(router, feats, table, idx, weights),
+        losses.dev_loss(router, feats, table, idx, 0.5),
+        losses.dev_regret(router, feats, table, idx, weights),
     )
     np.testing.assert_allclose(blocked, whole, rtol=1e-5)
     cfg = RouterConfig(embed_dim=tiny_encoder.dim, hidden=16, members=1)
     small = fit_router(log, tiny_encoder, feats, None, cfg, TrainingConfig(epochs=2, progress=False))
     (d,) = small.route(["Who wrote Hamlet? #1"], cost_weight=0.0)
     assert d.backend in ("small", "large")
+
+
+def test_the_old_pipeline_module_warns_and_re_exports(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, "haps_core.pipeline", raising=False)
+    match = "haps_core.pipeline is deprecated: import from haps_core.training"
+    with pytest.warns(DeprecationWarning, match=match):
+        old = importlib.import_module("haps_core.pipeline")
+    assert old.fit_router is fit_router and old.features_for is features_for
+    assert old.subset_log is subset_log and old.model_only_subset is model_only_subset

@@ -139,8 +139,7 @@ def real_router(tmp_path_factory):
     from haps_core.encoders import load_encoder
     from haps_core.logs import read_logs
     from haps_core.model import RouterConfig
-    from haps_core.pipeline import features_for, fit_router
-    from haps_core.training import TrainingConfig
+    from haps_core.training import TrainingConfig, features_for, fit_router
     from tests.helpers.logs import synthetic_rows, write_jsonl
     from tests.helpers.tiny_models import make_tiny_bert
 

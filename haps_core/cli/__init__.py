@@ -1,0 +1,42 @@
+"""The `haps` command line: train, route, eval, push (one module per command).
+
+Every sub-command returns an exit code: 0 on success, 2 on bad input (one clear message on
+stderr, nothing half-written), 1 on an unexpected failure. The commands import torch and the
+router inside their functions, so `haps --help` and argument errors answer at once.
+"""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from haps_core.cli import evaluate, push, route, train
+from haps_core.cli.io import UsageError
+
+__all__ = ["UsageError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="haps", description="Hierarchical LLM routing (HAPS).")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in (train, route, push, evaluate):  # the order `haps --help` lists them in
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `haps` console script."""
+    from haps_core.errors import HAPSError
+
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv  # `haps train --processes N` relaunches itself with these arguments
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (UsageError, ValueError, FileNotFoundError, KeyError, TypeError, HAPSError) as exc:
+        print(f"haps {args.command}: error: {exc}", file=sys.stderr)
+        return 2

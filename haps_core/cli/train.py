@@ -1,0 +1,158 @@
+"""`haps train`: a router from routing logs through `haps_core.training.fit`, in one process,
+in N local workers (``--processes N``) or as one rank of a torchrun job."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from haps_core.cli.io import UsageError
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("train", help="train a HAPS router on routing logs")
+    p.add_argument(
+        "--logs",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="routing log in format v1 (JSONL[.gz], CSV, Parquet); repeatable",
+    )
+    p.add_argument("--prices", default=None, metavar="JSON", help="price table for rows without cost")
+    p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows instead of failing")
+    p.add_argument("--output", required=True, metavar="DIR", help="checkpoint folder to write")
+    p.add_argument("--encoder", default=None, help="query encoder (HF name or path); default MiniLM")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--members", type=int, default=5, help="ensemble size")
+    p.add_argument("--architecture", default="haps", choices=["haps", "flat", "no_pgn"])
+    p.add_argument("--no-structural", action="store_true", help="embedding only, no text features")
+    p.add_argument(
+        "--fine-tune-encoder",
+        action="store_true",
+        help="train the encoder end to end with the routing objective (GPU advised)",
+    )
+    p.add_argument("--encoder-lr", type=float, default=2e-5, help="encoder learning rate when fine-tuning")
+    p.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.0,
+        help="leave this share of queries out (for a later `haps eval --router`)",
+    )
+    p.add_argument("--holdout-seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel training in N local processes (torch.distributed, gloo on CPU, "
+        "NCCL on GPU: one per GPU); for several machines launch `haps train` under torchrun",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`haps train`; under ``torchrun --nproc-per-node N -m haps_core.cli train ...`` every rank
+    trains on its shard of each batch (haps_core.training.distributed) and rank 0 embeds first
+    (the others read its cache), saves and reports."""
+    from haps_core.training import distributed as ddp
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        msg = f"`--output` {str(output)!r} exists and is not a folder"
+        raise UsageError(msg)
+    if args.processes < 1:
+        msg = f"`--processes` must be a positive integer, got {args.processes}"
+        raise UsageError(msg)
+    if args.processes > 1:
+        if ddp.launched_by_torchrun():
+            msg = "`--processes` launches its own workers: do not combine it with torchrun"
+            raise UsageError(msg)
+        return _launch_workers(args)
+    if not ddp.launched_by_torchrun():
+        return _train(args, output)
+    ddp.init_distributed(args.device)
+    try:
+        return _train(args, output)
+    finally:
+        ddp.cleanup()
+
+
+def _launch_workers(args: argparse.Namespace) -> int:
+    """Runs `haps train` (these arguments, less ``--processes``) in N local torchrun workers.
+
+    Through torch.distributed.run's own launcher, so rendezvous, environment and failure
+    handling are torchrun's; the workers' argument list is set after parsing because some of
+    ours (``--logs``) are prefixes of torchrun options and would be taken for them.
+    """
+    import socket
+
+    from torch.distributed.run import get_args_parser, run
+
+    child: list[str] = []
+    skip = False
+    for item in args.argv:
+        if skip:
+            skip = False
+        elif item == "--processes":
+            skip = True
+        elif not item.startswith("--processes="):
+            child.append(item)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launch = get_args_parser().parse_args(
+        ["--nnodes", "1", "--nproc-per-node", str(args.processes), "--master-addr", "127.0.0.1",
+         "--master-port", str(port), "-m", "haps_core.cli"]
+    )  # fmt: skip
+    launch.training_script_args = child
+    try:
+        run(launch)
+    except Exception as exc:  # torchrun's ChildFailedError names the failed rank and its error
+        print(f"haps train: error: a worker failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args: argparse.Namespace, output: Path) -> int:
+    from haps_core.logs import read_logs
+    from haps_core.model import RouterConfig
+    from haps_core.training import TrainingConfig, fit
+    from haps_core.training import distributed as ddp
+
+    main = ddp.is_main_process()
+    training = TrainingConfig(epochs=args.epochs, seed=args.seed, device=args.device)
+    start = time.perf_counter()
+    log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
+    if log.n_skipped and main:
+        print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
+    # embed_dim: fit takes the encoder's
+    rconfig = RouterConfig(
+        use_structural=not args.no_structural, architecture=args.architecture, members=args.members
+    )
+    router = fit(
+        log,
+        encoder=args.encoder,
+        router_config=rconfig,
+        training_config=training,
+        holdout_fraction=args.holdout_fraction,
+        holdout_seed=args.holdout_seed,
+        fine_tune_encoder=args.fine_tune_encoder,
+        encoder_lr=args.encoder_lr,
+        device=args.device,
+        cache=not args.no_cache,
+    )
+    ddp.save_on_main(router, output)
+    took = time.perf_counter() - start
+    s = router.training_summary
+    if main:
+        world = ddp.get_world_size()
+        print(
+            f"trained a {rconfig.architecture} router ({s['parameters']} parameters, {rconfig.members} "
+            f"members) on {s['train_queries']} queries x {len(log.space)} actions in {took:.1f} s "
+            f"on {s['device']}{f' x {world} processes' if world > 1 else ''}; "
+            f"held-out regret {s['heldout_regret']:.4f}; saved to {output}"
+        )
+    return 0
