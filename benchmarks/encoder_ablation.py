@@ -22,11 +22,11 @@ import time
 
 import numpy as np
 
+from haps_core import RouterConfig
 from haps_core.baselines import KNNRouter, LinearRouter
 from haps_core.encoders import embedding_encoder, load_encoder
 from haps_core.evaluation import run_evaluation
 from haps_core.logs import read_logs, split_queries
-from haps_core.model import RouterConfig
 from haps_core.paths import bench_logs, bench_prices
 from haps_core.training import TrainingConfig, aligned_predictor, features_for, fit_router
 

@@ -5,7 +5,7 @@ forward pass alone (the floor no router on this encoder can go under):
 
 - single query, per query: tokenize, encoder forward (the floor), encode (``featurize``: the
   tokenizer, the forward pass, pooling and the structural text features), router heads
-  (``predict_features``: the fused path of `haps_core.speed`) beside the plain, unfused
+  (``predict_features``: the fused path of `haps_core.model.fused`) beside the plain, unfused
   ``forward`` they replace, decision (``decide``), and whole routing paths: ``route()`` and the
   same with a bf16 or int8 encoder; p50/p95/p99, each beside its multiple of the floor;
 - batched throughput of every path at batch 1, 8, 64, 256, beside the encoder's own;
@@ -45,11 +45,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from haps_core import HAPSRouter
 from haps_core.decision import cost_weight_grid
-from haps_core.encoders import CachedEncoder, HFEncoder
+from haps_core.encoders import CachedEncoder, HFEncoder, bf16_supported, optimize_encoder
 from haps_core.features import structural_features
-from haps_core.model import HAPSRouter
-from haps_core.speed import bf16_supported, optimize_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 8, 64, 256)

@@ -93,7 +93,7 @@ def synthetic_log(n_rows: int, n_actions: int, seed: int = 0) -> tuple[Any, torc
 
 def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: int) -> dict[str, Any]:
     """One synthetic configuration: pivot, warm-up steps, one epoch, the held-out evaluation."""
-    from haps_core.model import HAPSRouter, RouterConfig
+    from haps_core import HAPSRouter, RouterConfig
     from haps_core.training import FrozenFeatures, TrainingConfig, batches, train_router, trainer, warmup
 
     t0 = time.perf_counter()
@@ -179,7 +179,7 @@ def run_synthetic(n_rows: int, n_actions: int, batch_size: int, warmup_steps: in
 
 def run_ddp_epoch(n_rows: int, n_actions: int, batch_size: int) -> dict[str, Any] | None:
     """One epoch of a synthetic log as one rank of a torchrun job; rank 0 returns the figures."""
-    from haps_core.model import HAPSRouter, RouterConfig
+    from haps_core import HAPSRouter, RouterConfig
     from haps_core.training import TrainingConfig, train_router, trainer
     from haps_core.training import distributed as ddp
 
@@ -237,9 +237,9 @@ def in_torchrun(nproc: int, *args: Any, threads: int | None = None) -> dict[str,
 
 
 def run_bench(members: int) -> dict[str, Any]:
+    from haps_core import RouterConfig
     from haps_core.encoders import embedding_encoder
     from haps_core.logs import read_logs, split_queries
-    from haps_core.model import RouterConfig
     from haps_core.paths import bench_logs, bench_prices
     from haps_core.training import TrainingConfig, features_for, fit_router
 

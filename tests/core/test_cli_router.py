@@ -192,7 +192,7 @@ def test_shipped_default_router_routes_offline(capsys, monkeypatch):
     assert main(["route", "--query", "What is the capital of Australia?", "--cost-weight", "0,1000"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert len(lines) == 2
-    from haps_core.model import HAPSRouter
+    from haps_core import HAPSRouter
 
     router = HAPSRouter.from_pretrained("haps-default")
     names = router.space.backend_names

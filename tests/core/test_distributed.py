@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from haps_core import HAPSRouter, RouterConfig
 from haps_core.catalog import Action, RoutingSpace
 from haps_core.logs import OutcomeTable
-from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import TrainingConfig, train_router
 from haps_core.training import distributed as ddp
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from haps_core import RouterConfig
 from haps_core.catalog import Action, RoutingSpace
 from haps_core.encoders import load_encoder
 from haps_core.errors import CheckpointError
 from haps_core.logs import read_logs
-from haps_core.model import RouterConfig
 from haps_core.training import (
     TrainingConfig,
     features_for,
