@@ -134,10 +134,10 @@ class HAPSLLM(RoutingSettings, LLM):
     ) -> None:
         """See the class docstring; ``router`` and ``backends`` may be given by position."""
         if llms is not None:
-            _deprecated("`llms=`", "`backends=`")
             if backends is not None:
                 msg = "give `backends` (or its deprecated name `llms`), not both"
                 raise TypeError(msg)
+            _deprecated("`llms=`", "`backends=`")
             backends = llms
         if not isinstance(backends, Mapping):
             kind = type(backends).__name__

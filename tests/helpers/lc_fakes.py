@@ -3,12 +3,17 @@
 `EchoChatModel` answers ``"<tag>: <last human text>"`` and records what reached it: the messages,
 its ``temperature`` field (HAPS sets it by ``model_copy``) and the invoke kwargs. It can also fail
 on demand: ``errors`` are raised one per call before it answers, ``stream_error_after`` breaks a
-stream after that many chunks. Its mutable state is in shared containers, so the per-call copies
-HAPS makes (``model_copy``) write into the same log as the original.
+stream after that many chunks, and its first ``hang_calls`` calls hang (30 s, before answering):
+a sync call blocks its thread until ``release`` is set (the test sets it at the end, so an
+abandoned worker thread finishes cleanly), an async one sleeps (and is cancelled by HAPS). Its
+mutable state is in shared containers, so the per-call copies HAPS makes (``model_copy``) write
+into the same log as the original.
 """
 
 import asyncio
 import random
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -42,13 +47,29 @@ class EchoChatModel(BaseChatModel):
     """Raised one per call (popped from the front) before answering."""
     stream_error_after: int | None = None
     """A stream raises after yielding this many chunks."""
-    # typed Any so that pydantic keeps the very same list when a copy is built from these fields
+    hang_calls: int = 0
+    """The first this many calls hang before answering (see the module docstring)."""
+    # typed Any so that pydantic keeps the very same objects when a copy is built from these fields
     log: Any = Field(default_factory=list)
     events: Any = Field(default_factory=list)
+    release: Any = Field(default_factory=threading.Event)
+    started: Any = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
         return "echo-fake"
+
+    def _hangs(self) -> bool:
+        self.started.append(time.perf_counter())
+        return len(self.started) <= self.hang_calls
+
+    def _hang(self) -> None:
+        if self._hangs():
+            self.release.wait(30)
+
+    async def _ahang(self) -> None:
+        if self._hangs():
+            await asyncio.sleep(30)
 
     def _answer(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None = None
@@ -73,6 +94,10 @@ class EchoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._hang()
+        return self._result(messages, kwargs, stop)
+
+    def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None) -> Any:
         return ChatResult(
             generations=[ChatGeneration(message=AIMessage(content=self._answer(messages, kwargs, stop)))]
         )
@@ -84,9 +109,10 @@ class EchoChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        await self._ahang()
         if self.delay:
             await asyncio.sleep(random.random() * self.delay)
-        return self._generate(messages, stop, **kwargs)
+        return self._result(messages, kwargs, stop)
 
     def _pieces(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None
@@ -101,6 +127,12 @@ class EchoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        self._hang()
+        yield from self._chunks(messages, kwargs, stop)
+
+    def _chunks(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None
+    ) -> Iterator[ChatGenerationChunk]:
         for i, piece in enumerate(self._pieces(messages, kwargs, stop)):
             if self.stream_error_after is not None and i == self.stream_error_after:
                 raise RuntimeError(f"{self.tag} stream broke after {i} chunks")
@@ -114,6 +146,7 @@ class EchoChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._stream(messages, stop, **kwargs):
+        await self._ahang()
+        for chunk in self._chunks(messages, kwargs, stop):
             await asyncio.sleep(0)
             yield chunk

@@ -99,7 +99,7 @@ def haps(smol, recorded, router):
     from llama_index.llms.huggingface import HuggingFaceLLM
 
     model, tok = smol
-    llms = {
+    backends = {
         name: HuggingFaceLLM(
             model=model,
             tokenizer=tok,
@@ -110,7 +110,7 @@ def haps(smol, recorded, router):
         )
         for name in ("small", "large")
     }
-    return HAPSLLM(router=router, llms=llms)
+    return HAPSLLM(router=router, backends=backends)
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def haps_of(responses: list[Any]) -> dict[str, Any]:
 
 
 def test_temperature_reaches_huggingface_llm_by_generate_kwargs(haps):
-    report = haps.check_llms()
+    report = haps.check_backends()
     for backend in ("small", "large"):
         assert report[backend]["temperature"]["mechanism"] == "generate_kwargs"
         assert report[backend]["temperature"]["reaches_model"] is True
@@ -176,4 +176,4 @@ def test_forced_high_temperature_reaches_generate_in_a_streaming_query(index, ha
     assert call["kwargs"]["temperature"] == HOT
     assert call["kwargs"]["max_new_tokens"] == MAX_NEW_TOKENS
     # set on per-call copies: the pool's shared HuggingFaceLLMs stay as built
-    assert all(llm.generate_kwargs == {} for llm in haps.llms.values())
+    assert all(llm.generate_kwargs == {} for llm in haps.backends.values())

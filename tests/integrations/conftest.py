@@ -1,0 +1,26 @@
+"""Shared fixtures of the integration tests: a REAL tiny trained router."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def real_router(tmp_path_factory):
+    """A REAL `HAPSRouter`: a tiny randomly initialised BERT encoder (tests/helpers/tiny_models.py)
+    trained for a few epochs (and few warm-up steps, for speed) on the synthetic log of
+    tests/helpers/logs.py ("small" and "large", temperatures 0.0 and 1.0, with costs)."""
+    from haps_core.encoders import load_encoder
+    from haps_core.logs import read_logs
+    from haps_core.model import RouterConfig
+    from haps_core.pipeline import features_for, fit_router
+    from haps_core.training import TrainingConfig
+    from tests.helpers.logs import synthetic_rows, write_jsonl
+    from tests.helpers.tiny_models import make_tiny_bert
+
+    encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert"))), device="cpu")
+    log = read_logs(write_jsonl(tmp_path_factory.mktemp("logs") / "l.jsonl", synthetic_rows(40)))
+    config = RouterConfig(embed_dim=encoder.dim, hidden=16, members=1)
+    features = features_for(encoder, log.queries, config.use_structural)
+    # Few warm-up steps where the trainer has them (300 by default): these tests need A trained
+    # router, not a good one, and on a tiny log the warm-up dominates the time.
+    fast = {"skip_warmup_steps": 5} if "skip_warmup_steps" in TrainingConfig.__dataclass_fields__ else {}
+    return fit_router(log, encoder, features, None, config, TrainingConfig(epochs=4, progress=False, **fast))
