@@ -1,9 +1,8 @@
 """The framework-free call loop that both integrations (LangChain, LlamaIndex) share.
 
-A routing decision names an action (backend + parameters) and its runner-ups; calling it well
-(prompt styles, retries, fallback, timeouts, streams, the decision record) does not depend on any
-framework, so it lives here once, in `RoutedCaller`. Each integration supplies only how its
-messages are read and changed, how parameters reach its models, and the backend call itself.
+Calling a routing decision well (prompt styles, retries, fallback, timeouts, streams, the decision
+record) depends on no framework, so it lives here once, in `RoutedCaller`; an integration supplies
+only how its messages are read and changed, how parameters reach its models, and the call itself.
 """
 
 from haps_core.dispatch.caller import (

@@ -1,10 +1,8 @@
-"""THE routed caller: route inputs, then call their backends with retries and fallback.
+"""THE routed caller: plan a batch in one router pass, then call each input's backend.
 
-`RoutedCaller` is everything an integration does that does not depend on its framework: plan a
-batch in one router pass, prepare each candidate (parameters applied, prompt style added), run
-the retry/fallback loop around the integration's one-line backend call, relay streams, and write
-the decision record. An integration supplies only how its inputs are read and restyled, how
-parameters reach its models (``apply``), and the backend call itself.
+`RoutedCaller` prepares each candidate (parameters applied, prompt style added), runs the
+retry/fallback loop around the integration's one-line backend call, relays streams and writes the
+decision record; the integration supplies how inputs are read and restyled and how parameters land.
 """
 
 import asyncio

@@ -1,9 +1,8 @@
 """How a routed parameter reaches a model: the rules both integrations share, and the report.
 
-Each integration knows its frameworks' models (which have a ``temperature`` field, which take
-``generate_kwargs``...); what does not depend on the framework lives here: temperature 0 means
-greedy decoding for transformers, a parameter is set on a per-call copy of a pydantic model that
-has a field of that name, and a report says, per backend and parameter, whether it gets through.
+Temperature 0 is greedy decoding for transformers; a parameter goes on a per-call copy of a pydantic
+model that has a field of that name; the report says, per backend and parameter, whether it gets
+through. What is framework-specific (which models take ``generate_kwargs``...) stays in each.
 """
 
 import logging

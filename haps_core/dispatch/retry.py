@@ -1,10 +1,8 @@
 """The retry and fallback loop: retry transient errors on the chosen action, then fall back.
 
-Retries are bounded and spaced by jittered exponential back-off (tenacity); a fallback goes to the
-next candidate on a *different* backend; an optional ``call_timeout`` bounds each attempt, so a
-backend that hangs is a (transient) `CallTimeoutError`. Every attempt is recorded, and when every
-candidate fails one `AllBackendsFailedError` lists them all. The sync and async loops differ only
-where the async one awaits.
+Retries are bounded with jittered exponential back-off (tenacity); a fallback goes to the next
+candidate on a *different* backend; ``call_timeout`` turns a hang into a transient
+`CallTimeoutError`; every attempt is recorded. The sync and async loops differ only at the await.
 """
 
 import asyncio

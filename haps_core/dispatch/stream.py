@@ -7,7 +7,7 @@ with the output so far: falling back then would splice two different answers tog
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -112,7 +112,7 @@ class Relay:
             raise self._interrupted(exc) from exc
         return self._take(chunk)
 
-    def chunks(self) -> Iterator[Any]:
+    def chunks(self) -> Generator[Any, None, None]:
         """The whole stream as the caller sees it; closes the backend's iterator at the end."""
         try:
             yield from self._opening()
@@ -122,7 +122,7 @@ class Relay:
             if close is not None:
                 close()
 
-    async def achunks(self) -> AsyncIterator[Any]:
+    async def achunks(self) -> AsyncGenerator[Any, None]:
         """The async twin of `chunks`."""
         try:
             for chunk in self._opening():

@@ -1,9 +1,8 @@
 """LangChain integration: `HAPSRunnable` (a Runnable) and `ChatHAPS` (a chat model).
 
-Both route every call with a HAPS router, which picks a backend *and* its generation parameters
-(temperature, prompt style, ...), then call that backend the way it accepts those parameters
-(`haps_integrations.langchain.params`), retrying transient errors and falling back to the
-next-best backend (`haps_core.dispatch.RoutedCaller`). Needs ``pip install "haps[langchain]"``.
+Both route every call to a backend *and* its parameters, apply them the way that backend takes
+them (`haps_integrations.langchain.params`), and call it through the shared retry/fallback loop
+(`haps_core.dispatch.RoutedCaller`). Needs ``pip install "haps[langchain]"``.
 """
 
 # ruff: noqa: E402  (the extra is checked before the submodules import the framework)

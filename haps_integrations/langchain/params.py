@@ -1,18 +1,7 @@
 """How a routed parameter reaches a LangChain backend, and the pool both classes build on.
 
-=================  ============================================================================
-``pipeline_kwargs``  ``ChatHuggingFace`` over a local ``HuggingFacePipeline``: the only per-call
-                   route that reaches ``generate`` (its ``temperature`` field is ignored there).
-                   Temperature 0 becomes greedy decoding (``do_sample=False``).
-``configurable``   a backend made with ``.configurable_fields(temperature=ConfigurableField(...))``.
-``model_copy``     a backend with a pydantic field of that name (``ChatOpenAI.temperature``):
-                   a per-call copy, so the shared instance is never mutated.
-``invoke_kwargs``  passed as invoke keyword arguments (like ``.bind``), only for the backends
-                   listed in ``forwards_kwargs``: many chat models silently drop unknown kwargs.
-``system_message`` the prompt style: its text is prepended as a system message (or appended to
-                   the input's own system message).
-``not_applied``    no known route: the parameter does NOT reach the model (logged at start-up).
-=================  ============================================================================
+Each parameter goes by the first mechanism the backend supports (`apply_parameters`); the one used
+is recorded per call (``response_metadata["haps"]["applied"]``) and reported by `check_backends`.
 """
 
 import logging
@@ -82,10 +71,24 @@ def _is_hf_pipeline_chat(backend: Any) -> bool:
 
 
 def apply_parameters(backend: Any, params: Mapping[str, Any], forwards_kwargs: bool) -> Applied[Any]:
-    """``params`` applied to ``backend`` (a copy when anything changes); see the module docstring.
+    """``params`` applied to ``backend`` (a copy when anything changes), and the mechanism of each.
 
     Wrappers are looked through: a configurable backend takes what its fields name and passes the
     rest to the model inside; a bound one gets the parameters on the model it binds.
+
+    =================  ============================================================================
+    ``pipeline_kwargs``  ``ChatHuggingFace`` over a local ``HuggingFacePipeline``: the only per-call
+                       route that reaches ``generate`` (its ``temperature`` field is ignored there).
+                       Temperature 0 becomes greedy decoding (``do_sample=False``).
+    ``configurable``   a backend made with ``.configurable_fields(temperature=ConfigurableField(...))``.
+    ``model_copy``     a backend with a pydantic field of that name (``ChatOpenAI.temperature``):
+                       a per-call copy, so the shared instance is never mutated.
+    ``invoke_kwargs``  passed as invoke keyword arguments (like ``.bind``), only for the backends
+                       listed in ``forwards_kwargs``: many chat models silently drop unknown kwargs.
+    ``system_message`` the prompt style: its text is prepended as a system message (or appended to
+                       the input's own system message).
+    ``not_applied``    no known route: the parameter does NOT reach the model (logged at start-up).
+    =================  ============================================================================
     """
     if not params:
         return Applied(backend)

@@ -1,14 +1,8 @@
-"""LlamaIndex integration: `HAPSLLM` (an LLM) and `HAPSSelector` (a selector).
+"""LlamaIndex integration: `HAPSLLM` (an LLM for ``Settings.llm`` or any query engine) and
+`HAPSSelector` (a selector for ``RouterQueryEngine`` whose choices are backends).
 
-* `HAPSLLM` is a LlamaIndex ``LLM`` for ``Settings.llm`` or any query engine: every call is
-  routed to a backend LLM and its parameters (`haps_integrations.llamaindex.params`), with the
-  retries and fallback of `haps_core.dispatch.RoutedCaller`, the same loop as the LangChain
-  integration; the decision rides in ``additional_kwargs["haps"]``.
-* `HAPSSelector` is a ``BaseSelector`` for ``RouterQueryEngine``: the choices are named after
-  backends of the router's catalog, and the selection carries the chosen action's parameters
-  (`HAPSSelectorResult`); ``RouterQueryEngine`` puts it in ``response.metadata["selector_result"]``.
-
-Needs ``pip install "haps[llamaindex]"``.
+Both route with a HAPS router; `HAPSLLM` calls through `haps_core.dispatch.RoutedCaller`, the same
+loop as the LangChain integration. Needs ``pip install "haps[llamaindex]"``.
 """
 
 # ruff: noqa: E402  (the extra is checked before the submodules import the framework)

@@ -8,7 +8,7 @@ them the way that backend accepts them (`haps_integrations.llamaindex.params`), 
 import asyncio
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -25,7 +25,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from haps_core.decision import RoutingDecision, check_cost_weight
+from haps_core.decision import RouterLike, RoutingDecision, check_cost_weight
 from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
@@ -126,7 +126,7 @@ class HAPSLLM(RoutingSettings, LLM):
 
     def __init__(
         self,
-        router: Any,
+        router: RouterLike,
         backends: Mapping[str, LLM] | None = None,
         *,
         llms: Mapping[str, LLM] | None = None,
@@ -143,7 +143,8 @@ class HAPSLLM(RoutingSettings, LLM):
             kind = type(backends).__name__
             msg = f"`backends` must be a dict of backend name -> LlamaIndex LLM, got {kind}"
             raise TypeError(msg)
-        super().__init__(router=router, backends=dict(backends), **kwargs)
+        # mypy sees RoutingSettings' __init__ here, which lacks HAPSLLM's own `backends` field
+        super().__init__(router=router, backends=dict(backends), **kwargs)  # type: ignore[call-arg]
 
     @model_validator(mode="after")
     def _build(self) -> "HAPSLLM":
@@ -247,7 +248,7 @@ class HAPSLLM(RoutingSettings, LLM):
 
     def _stream(
         self, method: str, query: Query, kwargs: Mapping[str, Any], rules: ChunkRules
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         plan, rest = self._plan(query, kwargs)
         relay = self._caller.stream(
             plan, lambda _, p: getattr(p.backend, method)(p.input, **rest), self._retry_policy(), rules
@@ -256,7 +257,7 @@ class HAPSLLM(RoutingSettings, LLM):
 
     async def _astream(
         self, methods: tuple[str, str], query: Query, kwargs: Mapping[str, Any], rules: ChunkRules
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         plan, rest = await asyncio.to_thread(self._plan, query, kwargs)  # router off the loop
 
         def open_stream(_: Any, p: Any) -> Any:

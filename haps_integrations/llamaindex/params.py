@@ -1,22 +1,7 @@
-"""How a routed parameter reaches a LlamaIndex backend LLM.
+"""How a routed parameter reaches a LlamaIndex backend LLM (`apply_parameters`).
 
-Recorded per call in ``additional_kwargs["haps"]["applied"]`` and for the whole pool by
-`HAPSLLM.check_backends`:
-
-===================  ==========================================================================
-``generate_kwargs``  ``HuggingFaceLLM`` (local transformers): per-call keyword arguments are
-                     IGNORED there, so HAPS calls a per-call copy whose ``generate_kwargs`` carry
-                     the setting. Temperature 0 becomes greedy decoding (``do_sample=False``),
-                     t > 0 becomes ``do_sample=True, temperature=t``.
-``model_copy``       an LLM with a pydantic field of that name (``OpenAI.temperature``...): a
-                     per-call copy, so the shared instance is never mutated.
-``system_message``   the prompt style in ``chat``/``stream_chat``: its text is prepended as a
-                     system message (or appended to the conversation's own system message).
-``prompt_prefix``    the prompt style in ``complete``/``stream_complete``: its text is put before
-                     the prompt, as LlamaIndex does with ``system_prompt``.
-``default``          the default prompt style: nothing is added.
-``not_applied``      no known route: the parameter does NOT reach the model (logged once).
-===================  ==========================================================================
+The mechanism used is recorded per call (``additional_kwargs["haps"]["applied"]``) and reported
+for the whole pool by `HAPSLLM.check_backends`.
 """
 
 import logging
@@ -58,6 +43,21 @@ def apply_parameters(llm: Any, params: Mapping[str, Any]) -> Applied[Any]:
     """``llm`` with ``params`` applied (a copy when anything changes), and the mechanism per param.
 
     Never mutates ``llm``: the pool's LLMs are shared by concurrent calls.
+
+    ===================  ==========================================================================
+    ``generate_kwargs``  ``HuggingFaceLLM`` (local transformers): per-call keyword arguments are
+                         IGNORED there, so HAPS calls a per-call copy whose ``generate_kwargs`` carry
+                         the setting. Temperature 0 becomes greedy decoding (``do_sample=False``),
+                         t > 0 becomes ``do_sample=True, temperature=t``.
+    ``model_copy``       an LLM with a pydantic field of that name (``OpenAI.temperature``...): a
+                         per-call copy, so the shared instance is never mutated.
+    ``system_message``   the prompt style in ``chat``/``stream_chat``: its text is prepended as a
+                         system message (or appended to the conversation's own system message).
+    ``prompt_prefix``    the prompt style in ``complete``/``stream_complete``: its text is put before
+                         the prompt, as LlamaIndex does with ``system_prompt``.
+    ``default``          the default prompt style: nothing is added.
+    ``not_applied``      no known route: the parameter does NOT reach the model (logged once).
+    ===================  ==========================================================================
     """
     if not params:
         return Applied(llm)

@@ -24,7 +24,7 @@ from haps_core.decision import (
     check_cost_weight,
     route_from_predictions,
 )
-from haps_core.dispatch import PROMPT_STYLE, check_router, routing_lock, routing_text
+from haps_core.dispatch import check_router, routing_lock, routing_text
 from haps_core.errors import RoutingError
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,13 @@ class HAPSSelectorResult(MultiSelection):
 
     @property
     def temperature(self) -> float | None:
-        t = self.parameters.get("temperature")
-        return None if t is None else float(t)
+        """The chosen action's temperature (None if its backend's grid has none)."""
+        return self.to_decision().temperature
 
     @property
     def prompt_style(self) -> str:
-        return str(self.parameters.get(PROMPT_STYLE, "default"))
+        """The chosen action's prompt style (``"default"`` if its backend's grid has none)."""
+        return self.to_decision().prompt_style
 
     def to_decision(self) -> RoutingDecision:
         """The selection as a `RoutingDecision`; the other choices are its alternatives, best first."""
@@ -176,11 +177,12 @@ class HAPSSelector(BaseSelector):
                 f"Known backends: {known}"
             )
             raise ValueError(msg)
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        backends = [str(n) for n in names]  # all backend names: checked above
+        dupes = sorted({n for n in backends if backends.count(n) > 1})
         if dupes:
-            msg = f"HAPSSelector choices name these backends more than once: {dupes} (choices: {names})"
+            msg = f"HAPSSelector choices name these backends more than once: {dupes} (choices: {backends})"
             raise ValueError(msg)
-        return names  # type: ignore[return-value]  # checked above: all str
+        return backends
 
     def _query_text(self, query: QueryBundle) -> str:
         text = query.query_str
@@ -219,7 +221,7 @@ class HAPSSelector(BaseSelector):
             allowed=allowed,
             n_alternatives=0,
         )
-        candidates = [
+        candidates: list[dict[str, Any]] = [
             {
                 "index": index,
                 "backend": backend,

@@ -3,17 +3,13 @@
 `EchoChatModel` answers ``"<tag>: <last human text>"`` and records what reached it: the messages,
 its ``temperature`` field (HAPS sets it by ``model_copy``) and the invoke kwargs. It can also fail
 on demand: ``errors`` are raised one per call before it answers, ``stream_error_after`` breaks a
-stream after that many chunks, and its first ``hang_calls`` calls hang (30 s, before answering):
-a sync call blocks its thread until ``release`` is set (the test sets it at the end, so an
-abandoned worker thread finishes cleanly), an async one sleeps (and is cancelled by HAPS). Its
-mutable state is in shared containers, so the per-call copies HAPS makes (``model_copy``) write
+stream after that many chunks, and its first ``hang_calls`` calls hang (`hanging.HangsOnDemand`).
+Its mutable state is in shared containers, so the per-call copies HAPS makes (``model_copy``) write
 into the same log as the original.
 """
 
 import asyncio
 import random
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,6 +18,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
+
+from tests.helpers.hanging import HangsOnDemand
 
 
 class RateLimited(Exception):
@@ -36,7 +34,7 @@ class Unauthorized(Exception):
     status_code = 401
 
 
-class EchoChatModel(BaseChatModel):
+class EchoChatModel(HangsOnDemand, BaseChatModel):
     """FAKE backend: echoes the last human message, records calls, fails on demand."""
 
     tag: str
@@ -47,29 +45,13 @@ class EchoChatModel(BaseChatModel):
     """Raised one per call (popped from the front) before answering."""
     stream_error_after: int | None = None
     """A stream raises after yielding this many chunks."""
-    hang_calls: int = 0
-    """The first this many calls hang before answering (see the module docstring)."""
-    # typed Any so that pydantic keeps the very same objects when a copy is built from these fields
+    # typed Any so that pydantic keeps the very same list when a copy is built from these fields
     log: Any = Field(default_factory=list)
     events: Any = Field(default_factory=list)
-    release: Any = Field(default_factory=threading.Event)
-    started: Any = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
         return "echo-fake"
-
-    def _hangs(self) -> bool:
-        self.started.append(time.perf_counter())
-        return len(self.started) <= self.hang_calls
-
-    def _hang(self) -> None:
-        if self._hangs():
-            self.release.wait(30)
-
-    async def _ahang(self) -> None:
-        if self._hangs():
-            await asyncio.sleep(30)
 
     def _answer(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None = None

@@ -5,18 +5,16 @@
   messages or prompt, its ``temperature`` field (HAPS sets it on a per-call ``model_copy``) and the
   call kwargs. It fails on demand: ``errors`` are raised one per call before it answers (before the
   first chunk of a stream); ``stream_error_after`` breaks a stream after that many chunks; its
-  first ``hang_calls`` calls hang (30 s: a sync call blocks until ``release`` is set, an async one
-  sleeps). Its mutable state lives in shared containers typed ``Any``, so the per-call copies HAPS
-  makes write into the same log as the original. Chat and async methods are native (not derived
-  from ``complete``), so the tests see exactly which method HAPS called.
+  first ``hang_calls`` calls hang (`hanging.HangsOnDemand`). Its mutable state lives in shared
+  containers typed ``Any``, so the per-call copies HAPS makes write into the same log as the
+  original. Chat and async methods are native (not derived from ``complete``), so the tests see
+  exactly which method HAPS called.
 * `StubQueryEngine`: a FAKE query engine that answers a fixed text.
 
 The FAKE router (`fake_router.FakeRouter`) has ``predict``, which `HAPSSelector` reads.
 """
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,6 +34,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.query_engine import CustomQueryEngine
 from pydantic import Field
 
+from tests.helpers.hanging import HangsOnDemand
+
 
 class RateLimited(Exception):
     """FAKE provider error: HTTP 429 (transient)."""
@@ -53,7 +53,7 @@ class StreamBroke(Exception):
     """FAKE error raised in the middle of a stream."""
 
 
-class EchoLLM(CustomLLM):
+class EchoLLM(HangsOnDemand, CustomLLM):
     """FAKE LlamaIndex LLM: echoes the last user message, records calls, fails on demand."""
 
     tag: str
@@ -64,11 +64,7 @@ class EchoLLM(CustomLLM):
     """Raised one per call (popped from the front) before answering."""
     stream_error_after: int | None = None
     """A stream raises `StreamBroke` after yielding this many chunks."""
-    hang_calls: int = 0
-    """The first this many calls hang before answering (see the module docstring)."""
     log: Any = Field(default_factory=list)
-    release: Any = Field(default_factory=threading.Event)
-    started: Any = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -84,18 +80,6 @@ class EchoLLM(CustomLLM):
         )
 
     # -- recording and failing ------------------------------------------------------------
-    def _hangs(self) -> bool:
-        self.started.append(time.perf_counter())
-        return len(self.started) <= self.hang_calls
-
-    def _hang(self) -> None:
-        if self._hangs():
-            self.release.wait(30)
-
-    async def _ahang(self) -> None:
-        if self._hangs():
-            await asyncio.sleep(30)
-
     def _answer(self, method: str, kwargs: dict[str, Any], prompt: Any = None, messages: Any = None) -> str:
         self.log.append(
             {

@@ -1,4 +1,5 @@
-"""Shared fixtures of the integration tests: a REAL tiny trained router."""
+"""Shared fixtures of the integration tests: a REAL tiny trained router, and a recorder of what
+reaches a REAL model (for the SmolLM2 tests, whose modules each provide ``smol``)."""
 
 import pytest
 
@@ -24,3 +25,22 @@ def real_router(tmp_path_factory):
     # router, not a good one, and on a tiny log the warm-up dominates the time.
     fast = {"skip_warmup_steps": 5} if "skip_warmup_steps" in TrainingConfig.__dataclass_fields__ else {}
     return fit_router(log, encoder, features, None, config, TrainingConfig(epochs=4, progress=False, **fast))
+
+
+@pytest.fixture(scope="module")
+def recorded(smol):
+    """Every ``model.generate`` call of the module's ``smol`` model: {"prompt": decoded input,
+    "kwargs": its ``do_sample``, ``temperature`` and ``max_new_tokens``}."""
+    model, tok = smol
+    calls: list[dict] = []
+    original = model.generate
+
+    def generate(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        keep = ("do_sample", "temperature", "max_new_tokens")
+        calls.append({"prompt": tok.decode(ids[0]), "kwargs": {k: v for k, v in kwargs.items() if k in keep}})
+        return original(*args, **kwargs)
+
+    model.generate = generate
+    yield calls
+    del model.generate  # back to the class's method

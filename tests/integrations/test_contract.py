@@ -10,6 +10,7 @@ helper, `check`, asserts what the fault's row says: who answered, every attempt 
 reached each backend, and the error when nothing could answer.
 """
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,11 +44,10 @@ class Outcome:
 Run = Callable[[Any, Outcome], Awaitable[tuple[str, dict[str, Any]]]]
 
 
-def _lc(message: Any) -> tuple[str, dict[str, Any]]:
-    return message.content, message.response_metadata["haps"]
-
-
-def _li(response: Any) -> tuple[str, dict[str, Any]]:
+def _record(response: Any) -> tuple[str, dict[str, Any]]:
+    """(text, decision record) of a LangChain message or a LlamaIndex response."""
+    if hasattr(response, "response_metadata"):
+        return response.content, response.response_metadata["haps"]
     text = response.text if isinstance(response, CompletionResponse) else response.message.content
     return text, response.additional_kwargs["haps"]
 
@@ -56,102 +56,47 @@ def _piece(chunk: Any) -> str:
     return chunk.content if hasattr(chunk, "content") else (chunk.delta or "")
 
 
-def _meta(chunk: Any) -> dict[str, Any]:
-    return (
-        chunk.response_metadata["haps"]
-        if hasattr(chunk, "response_metadata")
-        else chunk.additional_kwargs["haps"]
-    )
-
-
-def _streamed(out: Outcome, chunks: list[Any]) -> tuple[str, dict[str, Any]]:
-    return "".join(out.pieces), _meta(chunks[0])
-
-
-def _take(out: Outcome, chunks: list[Any], chunk: Any) -> None:
-    chunks.append(chunk)
-    if piece := _piece(chunk):
-        out.pieces.append(piece)
-
-
 def _user() -> list[ChatMessage]:
     return [ChatMessage(role=MessageRole.USER, content=TEXT)]
 
 
-async def _invoke(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    return _lc(h.invoke(TEXT))
+def _answering(call: Callable[[Any], Any]) -> Run:
+    """A surface that answers once: ``call(haps)`` gives the answer (a batch of one, an awaitable)."""
+
+    async def run(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
+        answer = call(h)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if isinstance(answer, list):
+            (answer,) = answer
+        return _record(answer)
+
+    return run
 
 
-async def _ainvoke(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    return _lc(await h.ainvoke(TEXT))
+def _streaming(open_stream: Callable[[Any], Any]) -> Run:
+    """A streaming surface: ``open_stream(haps)`` gives the stream (or, async, an awaitable of it)."""
 
+    async def run(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
+        chunks: list[Any] = []
 
-async def _batch(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    (message,) = h.batch([TEXT])
-    return _lc(message)
+        def take(chunk: Any) -> None:
+            chunks.append(chunk)
+            if piece := _piece(chunk):
+                out.pieces.append(piece)
 
+        stream = open_stream(h)
+        if inspect.isawaitable(stream):
+            stream = await stream
+        if hasattr(stream, "__aiter__"):
+            async for chunk in stream:
+                take(chunk)
+        else:
+            for chunk in stream:
+                take(chunk)
+        return "".join(out.pieces), _record(chunks[0])[1]
 
-async def _abatch(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    (message,) = await h.abatch([TEXT])
-    return _lc(message)
-
-
-async def _stream(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    chunks: list[Any] = []
-    for chunk in h.stream(TEXT):
-        _take(out, chunks, chunk)
-    return _streamed(out, chunks)
-
-
-async def _astream(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    chunks: list[Any] = []
-    async for chunk in h.astream(TEXT):
-        _take(out, chunks, chunk)
-    return _streamed(out, chunks)
-
-
-async def _chat(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    return _li(h.chat(_user()))
-
-
-async def _achat(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    return _li(await h.achat(_user()))
-
-
-async def _complete(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    return _li(h.complete(TEXT))
-
-
-async def _acomplete(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    return _li(await h.acomplete(TEXT))
-
-
-async def _stream_chat(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    chunks: list[Any] = []
-    for chunk in h.stream_chat(_user()):
-        _take(out, chunks, chunk)
-    return _streamed(out, chunks)
-
-
-async def _astream_chat(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    chunks: list[Any] = []
-    async for chunk in await h.astream_chat(_user()):
-        _take(out, chunks, chunk)
-    return _streamed(out, chunks)
-
-
-async def _stream_complete(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    chunks: list[Any] = []
-    for chunk in h.stream_complete(TEXT):
-        _take(out, chunks, chunk)
-    return _streamed(out, chunks)
-
-
-async def _astream_complete(h: Any, out: Outcome) -> tuple[str, dict[str, Any]]:
-    chunks: list[Any] = []
-    async for chunk in await h.astream_complete(TEXT):
-        _take(out, chunks, chunk)
-    return _streamed(out, chunks)
+    return run
 
 
 @dataclass(frozen=True)
@@ -167,24 +112,24 @@ class Surface:
 
 
 _LANGCHAIN_CALLS = (
-    ("invoke", _invoke, False),
-    ("ainvoke", _ainvoke, False),
-    ("batch", _batch, False),
-    ("abatch", _abatch, False),
-    ("stream", _stream, True),
-    ("astream", _astream, True),
+    ("invoke", _answering(lambda h: h.invoke(TEXT)), False),
+    ("ainvoke", _answering(lambda h: h.ainvoke(TEXT)), False),
+    ("batch", _answering(lambda h: h.batch([TEXT])), False),
+    ("abatch", _answering(lambda h: h.abatch([TEXT])), False),
+    ("stream", _streaming(lambda h: h.stream(TEXT)), True),
+    ("astream", _streaming(lambda h: h.astream(TEXT)), True),
 )
 SURFACES = (
     *(Surface(f"HAPSRunnable.{n}", HAPSRunnable, run, s) for n, run, s in _LANGCHAIN_CALLS),
     *(Surface(f"ChatHAPS.{n}", ChatHAPS, run, s) for n, run, s in _LANGCHAIN_CALLS),
-    Surface("HAPSLLM.chat", HAPSLLM, _chat),
-    Surface("HAPSLLM.achat", HAPSLLM, _achat),
-    Surface("HAPSLLM.complete", HAPSLLM, _complete),
-    Surface("HAPSLLM.acomplete", HAPSLLM, _acomplete),
-    Surface("HAPSLLM.stream_chat", HAPSLLM, _stream_chat, True),
-    Surface("HAPSLLM.astream_chat", HAPSLLM, _astream_chat, True),
-    Surface("HAPSLLM.stream_complete", HAPSLLM, _stream_complete, True),
-    Surface("HAPSLLM.astream_complete", HAPSLLM, _astream_complete, True),
+    Surface("HAPSLLM.chat", HAPSLLM, _answering(lambda h: h.chat(_user()))),
+    Surface("HAPSLLM.achat", HAPSLLM, _answering(lambda h: h.achat(_user()))),
+    Surface("HAPSLLM.complete", HAPSLLM, _answering(lambda h: h.complete(TEXT))),
+    Surface("HAPSLLM.acomplete", HAPSLLM, _answering(lambda h: h.acomplete(TEXT))),
+    Surface("HAPSLLM.stream_chat", HAPSLLM, _streaming(lambda h: h.stream_chat(_user())), True),
+    Surface("HAPSLLM.astream_chat", HAPSLLM, _streaming(lambda h: h.astream_chat(_user())), True),
+    Surface("HAPSLLM.stream_complete", HAPSLLM, _streaming(lambda h: h.stream_complete(TEXT)), True),
+    Surface("HAPSLLM.astream_complete", HAPSLLM, _streaming(lambda h: h.astream_complete(TEXT)), True),
 )
 
 
@@ -350,7 +295,7 @@ def check(surface: Surface, fault: Fault, out: Outcome, backends: dict[str, Any]
         assert isinstance(error, StreamInterruptedError), error
         assert out.pieces == ["large:", " one"], "the chunks before the failure reached the caller"
         partial = error.partial_output
-        assert (partial.content if surface.langchain else _li(partial)[0]) == "large: one"
+        assert _record(partial)[0] == "large: one"
         assert error.backend == "large"
         assert type(error.__cause__).__name__ == ("RuntimeError" if surface.langchain else "StreamBroke")
         _same_attempts(error.attempts, surface, fault)

@@ -8,8 +8,6 @@ prompt, its ``temperature`` field, call kwargs), so the assertions are about the
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
@@ -101,19 +99,6 @@ def test_llms_is_the_deprecated_name_of_backends(router, backends):
         assert llm.check_llms() == llm.check_backends()
     with pytest.raises(TypeError, match="not both"):
         HAPSLLM(router=router, backends=backends, llms=backends)
-
-
-def test_import_error_names_the_extra():
-    code = (
-        "import sys\n"
-        "sys.modules['llama_index'] = None\n"
-        "try:\n"
-        "    import haps_integrations.llamaindex\n"
-        "except ImportError as e:\n"
-        "    print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "haps[llamaindex]"' in out
 
 
 # -- routing and parameters ---------------------------------------------------------------------

