@@ -233,6 +233,9 @@ class HAPSSelector(BaseSelector):
             }
             for index, (backend, d) in enumerate(zip(backends, per_choice))
         ]
+        if chosen.backend not in backends:  # only when no offered backend has a finite prediction
+            msg = f"router.predict gave no finite prediction for any offered backend {backends}"
+            raise RoutingError(msg)
         best = next(c for c in candidates if c["backend"] == chosen.backend)
         params = ", ".join(f"{k}={v!r}" for k, v in sorted(best["parameters"].items()))
         reason = (
