@@ -187,8 +187,12 @@ def decisions_from_predictions(
     cost: np.ndarray,
     cost_weight: float,
     n_alternatives: int = 3,
+    allowed: np.ndarray | None = None,
 ) -> list[RoutingDecision]:
     """One `RoutingDecision` per row of predictions ([n, A] over `space`'s actions).
+
+    With `allowed` (a boolean mask, [A] or [n, A]) neither the choice nor a runner-up is ever an
+    excluded action.
 
     Runner-ups put the best action of each *other* backend first (a fallback after a backend
     failure should change backend), then the chosen backend's other settings, by utility.
@@ -200,7 +204,8 @@ def decisions_from_predictions(
     if isinstance(n_alternatives, bool) or not isinstance(n_alternatives, int) or n_alternatives < 0:
         msg = f"`n_alternatives` must be an integer >= 0, got {n_alternatives!r}"
         raise ValueError(msg)
-    chosen = choose(quality, cost, cost_weight)
+    mask = None if allowed is None else np.broadcast_to(np.asarray(allowed, dtype=bool), np.shape(quality))
+    chosen = choose(quality, cost, cost_weight, mask)
     orders = np.argsort(-utilities(quality, cost, cost_weight), axis=1, kind="stable")
     actions = space.actions
     backend_of = [a.backend for a in actions]
@@ -215,7 +220,7 @@ def decisions_from_predictions(
                 len(seen) == n_backends and len(firsts) + len(rest) >= n_alternatives
             ):
                 break
-            if j == a:
+            if j == a or (mask is not None and not mask[i, j]):
                 continue
             if backend_of[j] not in seen:
                 firsts.append(j)
@@ -355,5 +360,4 @@ def route_from_predictions(
         if not mask.any(axis=-1).all():
             msg = "`allowed` excludes every action of some query"
             raise ValueError(msg)
-        quality = np.where(mask, quality, -np.inf)
-    return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives)
+    return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, allowed)

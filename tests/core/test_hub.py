@@ -549,7 +549,7 @@ LangChain .+?HAPSRunnable\(
 \).+?
 LlamaIndex .+?HAPSLLM\(
     router=router,
-    llms=\{
+    backends=\{
         "large": make_llm\("large"\),.*?
         "small": make_llm\("small"\),.*?
     \},

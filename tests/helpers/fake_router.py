@@ -1,10 +1,13 @@
-"""A FAKE HAPS router for integration tests (the real `HAPSRouter` is tested elsewhere).
+"""A FAKE HAPS router for integration tests: rules predict, the REAL decision routine decides.
 
-It implements only the duck-typed protocol the integrations rely on -- ``.space``,
-``.route(texts, cost_weight=None, max_cost_per_query=None) -> list[RoutingDecision]`` and
-``.default_cost_weight`` -- with hand-written rules on the query text instead of a network, so
-tests can predict every decision. It imports no framework, so the LangChain and LlamaIndex tests
-can both use it.
+It implements the `haps_core.decision.RouterLike` protocol the integrations rely on -- ``.space``,
+``.default_cost_weight``, ``.predict(texts) -> (quality, cost)`` and ``.route(texts,
+cost_weight=None, max_cost_per_query=None) -> list[RoutingDecision]`` -- with hand-written rules
+on the query text in place of a network, so tests can predict every decision. ``route`` hands the
+rules' predictions to `route_from_predictions`, the routine every real router decides with, so a
+cost weight or a budget means here what it means for a trained router (a budget is a mean cost per
+query, calibrated on the routed batch's own predictions). It imports no framework, so the
+LangChain and LlamaIndex tests can both use it.
 
 Default rules over `make_space()` (backends "small" and "large", temperature {0.0, 0.7},
 prompt style {"default", "cot"}):
@@ -21,8 +24,10 @@ So at cost weight 0 "large" always wins; at cost weight 40 "small" wins unless t
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from haps_core.catalog import Action, RoutingSpace
-from haps_core.decision import Alternative, RoutingDecision
+from haps_core.decision import RoutingDecision, route_from_predictions
 
 COSTS = {"small": 0.001, "large": 0.01}
 
@@ -86,45 +91,31 @@ class FakeRouter:
         self.default_cost_weight = default_cost_weight
         self.calls: list[dict[str, Any]] = []
 
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The rules as predictions: quality and cost of every action per text ([n, A] each)."""
+        actions = list(self.space.actions)
+        quality = np.array([[self.quality(t, a) for a in actions] for t in texts], dtype=float)
+        cost = np.array([[self.cost(a) for a in actions] for _ in texts], dtype=float)
+        return quality.reshape(len(texts), len(actions)), cost.reshape(len(texts), len(actions))
+
     def route(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str] | str,
         cost_weight: float | None = None,
         max_cost_per_query: float | None = None,
+        n_alternatives: int = 3,
     ) -> list[RoutingDecision]:
-        texts = list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
         self.calls.append(
             {"texts": texts, "cost_weight": cost_weight, "max_cost_per_query": max_cost_per_query}
         )
-        lam = self.default_cost_weight if cost_weight is None else float(cost_weight)
-        return [self._decide(text, lam, max_cost_per_query) for text in texts]
-
-    def _decide(self, text: str, lam: float, budget: float | None) -> RoutingDecision:
-        actions = list(self.space.actions)
-        costs = [self.cost(a) for a in actions]
-        allowed = [budget is None or c <= budget for c in costs]
-        if not any(allowed):  # nothing fits the budget: the cheapest action
-            cheapest = min(costs)
-            allowed = [c == cheapest for c in costs]
-        scored = []
-        for i, (a, c, ok) in enumerate(zip(actions, costs, allowed)):
-            if ok:
-                q = self.quality(text, a)
-                scored.append((q - lam * c, -c, i, q, c))
-        scored.sort(reverse=True)  # best utility first; ties to the cheaper action
-        _, _, best, q_best, c_best = scored[0]
-        chosen = actions[best]
-        # runner-ups: other backends first, then by utility, ties to the cheaper
-        rest = sorted(scored[1:], key=lambda s: (actions[s[2]].backend == chosen.backend, -s[0], -s[1]))
-        alternatives = tuple(
-            Alternative(actions[i].backend, actions[i].parameters, q, c, i) for _, _, i, q, c in rest
-        )
-        return RoutingDecision(
-            backend=chosen.backend,
-            parameters=chosen.parameters,
-            predicted_quality=q_best,
-            predicted_cost=c_best,
-            cost_weight=lam,
-            action_index=best,
-            alternatives=alternatives,
+        quality, cost = self.predict(texts)
+        return route_from_predictions(
+            self.space,
+            quality,
+            cost,
+            cost_weight=cost_weight,
+            max_cost_per_query=max_cost_per_query,
+            default_cost_weight=self.default_cost_weight,
+            n_alternatives=n_alternatives,
         )

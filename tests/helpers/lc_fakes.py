@@ -3,8 +3,9 @@
 `EchoChatModel` answers ``"<tag>: <last human text>"`` and records what reached it: the messages,
 its ``temperature`` field (HAPS sets it by ``model_copy``) and the invoke kwargs. It can also fail
 on demand: ``errors`` are raised one per call before it answers, ``stream_error_after`` breaks a
-stream after that many chunks. Its mutable state is in shared containers, so the per-call copies
-HAPS makes (``model_copy``) write into the same log as the original.
+stream after that many chunks, and its first ``hang_calls`` calls hang (`hanging.HangsOnDemand`).
+Its mutable state is in shared containers, so the per-call copies HAPS makes (``model_copy``) write
+into the same log as the original.
 """
 
 import asyncio
@@ -17,6 +18,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
+
+from tests.helpers.hanging import HangsOnDemand
 
 
 class RateLimited(Exception):
@@ -31,7 +34,7 @@ class Unauthorized(Exception):
     status_code = 401
 
 
-class EchoChatModel(BaseChatModel):
+class EchoChatModel(HangsOnDemand, BaseChatModel):
     """FAKE backend: echoes the last human message, records calls, fails on demand."""
 
     tag: str
@@ -73,6 +76,10 @@ class EchoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._hang()
+        return self._result(messages, kwargs, stop)
+
+    def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None) -> Any:
         return ChatResult(
             generations=[ChatGeneration(message=AIMessage(content=self._answer(messages, kwargs, stop)))]
         )
@@ -84,9 +91,10 @@ class EchoChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        await self._ahang()
         if self.delay:
             await asyncio.sleep(random.random() * self.delay)
-        return self._generate(messages, stop, **kwargs)
+        return self._result(messages, kwargs, stop)
 
     def _pieces(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None
@@ -101,6 +109,12 @@ class EchoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        self._hang()
+        yield from self._chunks(messages, kwargs, stop)
+
+    def _chunks(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], stop: list[str] | None
+    ) -> Iterator[ChatGenerationChunk]:
         for i, piece in enumerate(self._pieces(messages, kwargs, stop)):
             if self.stream_error_after is not None and i == self.stream_error_after:
                 raise RuntimeError(f"{self.tag} stream broke after {i} chunks")
@@ -114,6 +128,7 @@ class EchoChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._stream(messages, stop, **kwargs):
+        await self._ahang()
+        for chunk in self._chunks(messages, kwargs, stop):
             await asyncio.sleep(0)
             yield chunk

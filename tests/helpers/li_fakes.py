@@ -4,20 +4,20 @@
   (or ``"<tag>: <prompt>"`` for completions) and records what reached it: the method, the
   messages or prompt, its ``temperature`` field (HAPS sets it on a per-call ``model_copy``) and the
   call kwargs. It fails on demand: ``errors`` are raised one per call before it answers (before the
-  first chunk of a stream); ``stream_error_after`` breaks a stream after that many chunks. Its
-  mutable state lives in shared containers typed ``Any``, so the per-call copies HAPS makes write
-  into the same log as the original. Chat and async methods are native (not derived from
-  ``complete``), so the tests see exactly which method HAPS called.
-* `PredictingFakeRouter`: `fake_router.FakeRouter` (FAKE, rule-based) plus ``predict(texts)``,
-  the matrix form of the same rules, which `HAPSSelector` reads.
+  first chunk of a stream); ``stream_error_after`` breaks a stream after that many chunks; its
+  first ``hang_calls`` calls hang (`hanging.HangsOnDemand`). Its mutable state lives in shared
+  containers typed ``Any``, so the per-call copies HAPS makes write into the same log as the
+  original. Chat and async methods are native (not derived from ``complete``), so the tests see
+  exactly which method HAPS called.
 * `StubQueryEngine`: a FAKE query engine that answers a fixed text.
+
+The FAKE router (`fake_router.FakeRouter`) has ``predict``, which `HAPSSelector` reads.
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -34,7 +34,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.query_engine import CustomQueryEngine
 from pydantic import Field
 
-from tests.helpers.fake_router import FakeRouter
+from tests.helpers.hanging import HangsOnDemand
 
 
 class RateLimited(Exception):
@@ -53,7 +53,7 @@ class StreamBroke(Exception):
     """FAKE error raised in the middle of a stream."""
 
 
-class EchoLLM(CustomLLM):
+class EchoLLM(HangsOnDemand, CustomLLM):
     """FAKE LlamaIndex LLM: echoes the last user message, records calls, fails on demand."""
 
     tag: str
@@ -79,8 +79,8 @@ class EchoLLM(CustomLLM):
             model_name=self.tag,
         )
 
-    # -- recording --------------------------------------------------------------------------
-    def _answer(self, method: str, kwargs: dict[str, Any], messages: Any = None, prompt: Any = None) -> str:
+    # -- recording and failing ------------------------------------------------------------
+    def _answer(self, method: str, kwargs: dict[str, Any], prompt: Any = None, messages: Any = None) -> str:
         self.log.append(
             {
                 "method": method,
@@ -97,37 +97,34 @@ class EchoLLM(CustomLLM):
             return f"{self.tag}: {users[-1].content if users else ''}"
         return f"{self.tag}: {prompt}"
 
-    def _pieces(self, text: str) -> list[str]:
-        words = text.split(" ")
-        return [w if i == 0 else " " + w for i, w in enumerate(words)]
-
-    def _check_break(self, i: int) -> None:
-        if self.stream_error_after is not None and i >= self.stream_error_after:
-            raise StreamBroke(f"{self.tag} broke after {i} chunks")
+    def _cumulative(self, text: str) -> Iterator[tuple[str, str]]:
+        """``(text so far, delta)`` per chunk of ``text`` (word by word); breaks on demand."""
+        so_far = ""
+        for i, word in enumerate(text.split(" ")):
+            if self.stream_error_after is not None and i >= self.stream_error_after:
+                raise StreamBroke(f"{self.tag} broke after {i} chunks")
+            piece = word if i == 0 else " " + word
+            so_far += piece
+            yield so_far, piece
 
     # -- chat -------------------------------------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        text = self._answer("chat", kwargs, messages=messages)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+        self._hang()
+        return _reply(self._answer("chat", kwargs, messages=messages))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         await asyncio.sleep(0)
-        text = self._answer("achat", kwargs, messages=messages)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+        await self._ahang()
+        return _reply(self._answer("achat", kwargs, messages=messages))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         def gen() -> ChatResponseGen:
-            text = self._answer("stream_chat", kwargs, messages=messages)
-            so_far = ""
-            for i, piece in enumerate(self._pieces(text)):
-                self._check_break(i)
-                so_far += piece
-                yield ChatResponse(
-                    message=ChatMessage(role=MessageRole.ASSISTANT, content=so_far), delta=piece
-                )
+            self._hang()
+            for so_far, piece in self._cumulative(self._answer("stream_chat", kwargs, messages=messages)):
+                yield _reply(so_far, piece)
 
         return gen()  # lazy, like provider streams: errors surface on the first next()
 
@@ -135,39 +132,30 @@ class EchoLLM(CustomLLM):
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         async def gen() -> ChatResponseAsyncGen:
             await asyncio.sleep(0)
-            text = self._answer("astream_chat", kwargs, messages=messages)
-            so_far = ""
-            for i, piece in enumerate(self._pieces(text)):
-                self._check_break(i)
-                so_far += piece
-                yield ChatResponse(
-                    message=ChatMessage(role=MessageRole.ASSISTANT, content=so_far), delta=piece
-                )
+            await self._ahang()
+            for so_far, piece in self._cumulative(self._answer("astream_chat", kwargs, messages=messages)):
+                yield _reply(so_far, piece)
 
         return gen()
 
     # -- complete ---------------------------------------------------------------------------
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(
-            text=self._answer("complete", {**kwargs, "formatted": formatted}, prompt=prompt)
-        )
+        self._hang()
+        return CompletionResponse(text=self._answer("complete", {**kwargs, "formatted": formatted}, prompt))
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         await asyncio.sleep(0)
-        return CompletionResponse(
-            text=self._answer("acomplete", {**kwargs, "formatted": formatted}, prompt=prompt)
-        )
+        await self._ahang()
+        return CompletionResponse(text=self._answer("acomplete", {**kwargs, "formatted": formatted}, prompt))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         def gen() -> CompletionResponseGen:
+            self._hang()
             text = self._answer("stream_complete", {**kwargs, "formatted": formatted}, prompt=prompt)
-            so_far = ""
-            for i, piece in enumerate(self._pieces(text)):
-                self._check_break(i)
-                so_far += piece
+            for so_far, piece in self._cumulative(text):
                 yield CompletionResponse(text=so_far, delta=piece)
 
         return gen()
@@ -178,18 +166,16 @@ class EchoLLM(CustomLLM):
     ) -> CompletionResponseAsyncGen:
         async def gen() -> CompletionResponseAsyncGen:
             await asyncio.sleep(0)
+            await self._ahang()
             text = self._answer("astream_complete", {**kwargs, "formatted": formatted}, prompt=prompt)
-            so_far = ""
-            for i, piece in enumerate(self._pieces(text)):
-                self._check_break(i)
-                so_far += piece
+            for so_far, piece in self._cumulative(text):
                 yield CompletionResponse(text=so_far, delta=piece)
 
         return gen()
 
 
-def _chunk(so_far: str, piece: str) -> ChatResponse:
-    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=so_far), delta=piece)
+def _reply(text: str, delta: str | None = None) -> ChatResponse:
+    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
 
 
 class NoAsyncLLM(EchoLLM):
@@ -202,18 +188,6 @@ class NoAsyncLLM(EchoLLM):
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         raise NotImplementedError
-
-
-class PredictingFakeRouter(FakeRouter):
-    """FAKE router: `FakeRouter`'s rules, plus ``predict`` (the rules as [n, actions] matrices)."""
-
-    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        texts = list(texts)
-        self.calls.append({"predict": texts})
-        actions = list(self.space.actions)
-        quality = np.array([[self.quality(t, a) for a in actions] for t in texts], dtype=float)
-        cost = np.array([[self.cost(a) for a in actions] for _ in texts], dtype=float)
-        return quality, cost
 
 
 class StubQueryEngine(CustomQueryEngine):

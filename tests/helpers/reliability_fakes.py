@@ -2,22 +2,17 @@
 
 FAKED here: the router (`fake_router.FakeRouter`: rules on the text; at cost weight 0 it
 chooses "large", with "small" as the fallback) and the backends (`lc_fakes.EchoChatModel`,
-`li_fakes.EchoLLM`, plus the hanging variants below), which answer ``"<backend>: <text>"`` and
-raise the errors a test injects. The errors themselves are the REAL exception classes of the
+`li_fakes.EchoLLM`), which answer ``"<backend>: <text>"`` and raise the errors a test injects
+(or hang, with ``hang_calls``). The errors themselves are the REAL exception classes of the
 openai and httpx clients (or of Python), built the way those clients build them.
 """
 
-import asyncio
-import threading
-import time
 from typing import Any
 
 import httpx
 import openai
 from langchain_core.messages import AIMessageChunk
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole
-from llama_index.core.llms.callbacks import llm_chat_callback
-from pydantic import Field
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from tenacity import wait_none
 
 from haps_integrations.langchain import ChatHAPS, HAPSRunnable
@@ -90,7 +85,7 @@ def build(surface: str, large: Any = None, small: Any = None, **kwargs: Any) -> 
         return ChatHAPS(router=FakeRouter(), backends=backends, **kwargs), backends
     if langchain:
         return HAPSRunnable(router=FakeRouter(), backends=backends, **kwargs), backends
-    return HAPSLLM(router=FakeRouter(), llms=backends, **kwargs), backends
+    return HAPSLLM(router=FakeRouter(), backends=backends, **kwargs), backends
 
 
 async def call(surface: str, haps: Any, text: str) -> tuple[str, dict[str, Any]]:
@@ -113,64 +108,6 @@ async def call(surface: str, haps: Any, text: str) -> tuple[str, dict[str, Any]]
 def backend_calls(backend: Any) -> int:
     """How many calls reached a FAKE backend (its shared log)."""
     return len(backend.log)
-
-
-# -- hanging backends -------------------------------------------------------------------------
-class HangingChatModel(EchoChatModel):
-    """FAKE LangChain backend whose first ``hang_calls`` calls hang until ``release`` is set.
-
-    The async path sleeps (and is cancelled by HAPS); the sync path blocks its thread on an
-    event the test sets at the end, so the abandoned worker thread finishes cleanly.
-    """
-
-    hang_calls: int = 0
-    release: Any = Field(default_factory=threading.Event)
-    started: Any = Field(default_factory=list)
-
-    def _hangs(self) -> bool:
-        self.started.append(time.perf_counter())
-        return len(self.started) <= self.hang_calls
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        if self._hangs():
-            self.release.wait(30)
-        return super()._generate(messages, stop, run_manager, **kwargs)
-
-    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
-        if self._hangs():
-            await asyncio.sleep(30)
-        return super()._generate(messages, stop, None, **kwargs)
-
-    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
-        if self._hangs():
-            self.release.wait(30)
-        yield from super()._stream(messages, stop, run_manager, **kwargs)
-
-
-class HangingLLM(EchoLLM):
-    """FAKE LlamaIndex backend: the first ``hang_calls`` chat calls hang (see HangingChatModel)."""
-
-    hang_calls: int = 0
-    release: Any = Field(default_factory=threading.Event)
-    started: Any = Field(default_factory=list)
-
-    def _hangs(self) -> bool:
-        self.started.append(time.perf_counter())
-        return len(self.started) <= self.hang_calls
-
-    @llm_chat_callback()
-    def chat(self, messages, **kwargs) -> ChatResponse:
-        if self._hangs():
-            self.release.wait(30)
-        text = self._answer("chat", kwargs, messages=messages)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
-
-    @llm_chat_callback()
-    async def achat(self, messages, **kwargs) -> ChatResponse:
-        if self._hangs():
-            await asyncio.sleep(30)
-        text = self._answer("achat", kwargs, messages=messages)
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
 
 
 def joined(chunks: list[Any]) -> str:

@@ -57,6 +57,15 @@ class AuthenticationError(Exception):
     pass
 
 
+class Flagged(Exception):
+    """An error that says itself whether to retry (langchain-core's ``ModelError`` family does)."""
+
+    def __init__(self, is_retryable: object, status_code: int | None = None) -> None:
+        super().__init__("flagged")
+        self.is_retryable = is_retryable
+        self.status_code = status_code
+
+
 class WithResponse(Exception):
     def __init__(self, code: int) -> None:
         super().__init__("wrapped")
@@ -139,6 +148,26 @@ def _openai(cls, code):
 )
 def test_is_transient(exc, transient):
     assert is_transient(exc) is transient
+
+
+def test_is_retryable_is_asked_first():
+    """An ``is_retryable`` bool wins over the status code and the class name; a non-bool is ignored."""
+    assert is_transient(Flagged(True, status_code=401)) is True
+    assert is_transient(Flagged(False, status_code=429)) is False
+    assert is_transient(Flagged("yes", status_code=503)) is True  # not a bool: the status decides
+    assert is_transient(Flagged(None, status_code=400)) is False
+
+
+def test_langchain_core_model_errors_are_classified_by_their_flag():
+    from langchain_core import exceptions as lc
+
+    assert is_transient(lc.ModelRateLimitError("429")) is True
+    assert is_transient(lc.ModelAPIError("500")) is True
+    assert is_transient(lc.ModelConnectionError("down")) is True
+    assert is_transient(lc.ModelTimeoutError("slow")) is True
+    assert is_transient(lc.ModelAuthenticationError("bad key")) is False
+    assert is_transient(lc.ModelInvalidRequestError("bad")) is False
+    assert is_transient(lc.ContextOverflowError("too long")) is False
 
 
 # -- candidates ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessageChunk, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from tenacity import wait_none
 
-from haps_core.errors import AllBackendsFailedError, StreamInterruptedError
+from haps_core.errors import AllBackendsFailedError
 from haps_integrations.langchain import ChatHAPS
 from tests.helpers.fake_router import COT_TEXT, FakeRouter
 from tests.helpers.lc_fakes import EchoChatModel, RateLimited, Unauthorized
@@ -96,24 +96,28 @@ def test_check_backends_includes_pinned_parameters():
     assert report["large"]["max_tokens"]["mechanism"] == "not_applied"
 
 
-def test_fallback_and_retries():
-    chat = make_chat(
-        backends={"large": EchoChatModel(tag="large", errors=[RateLimited("a"), Unauthorized("b")])}
-    )
-    msg = chat.invoke("hi")
-    assert msg.content == "small: hi"
-    attempts = msg.response_metadata["haps"]["attempts"]
-    assert [(a["backend"], a["attempt_number"]) for a in attempts] == [
-        ("large", 1),
-        ("large", 2),
-        ("small", 1),
-    ]
-
-
 def test_max_retries_is_retries_per_backend():
     chat = make_chat(max_retries=0, backends={"large": EchoChatModel(tag="large", errors=[RateLimited("a")])})
     attempts = chat.invoke("hi").response_metadata["haps"]["attempts"]
     assert [(a["backend"], a["attempt_number"]) for a in attempts] == [("large", 1), ("small", 1)]
+    assert (chat.max_attempts, chat.max_retries) == (1, 0)
+
+
+def test_max_attempts_is_canonical_and_max_retries_its_alias():
+    assert (make_chat().max_attempts, make_chat().max_retries) == (3, 2)  # the defaults agree
+    chat = make_chat(
+        max_attempts=1, backends={"large": EchoChatModel(tag="large", errors=[RateLimited("a")])}
+    )
+    assert chat.max_retries == 0
+    attempts = chat.invoke("hi").response_metadata["haps"]["attempts"]
+    assert [(a["backend"], a["attempt_number"]) for a in attempts] == [("large", 1), ("small", 1)]
+    assert make_chat(max_attempts=4, max_retries=3).max_attempts == 4  # values that agree
+    with pytest.raises(ValueError, match=r"`max_attempts` \(2\) or its alias `max_retries` \(5\)"):
+        make_chat(max_attempts=2, max_retries=5)
+    with pytest.raises(ValueError, match=r"`max_retries` must be an int >= 0, got -1"):
+        make_chat(max_retries=-1)
+    with pytest.raises(ValueError, match=r"`max_attempts` must be an int >= 1, got 0"):
+        make_chat(max_attempts=0)
 
 
 def test_stream_chunks_metadata_and_last_chunk():
@@ -146,37 +150,13 @@ def test_streaming_flag_streams_on_invoke():
     assert msg.response_metadata["haps"]["backend"] == "large"
 
 
-def test_stream_failure_after_first_token():
-    chat = make_chat(backends={"large": EchoChatModel(tag="large", stream_error_after=1)})
-    with pytest.raises(StreamInterruptedError) as info:
-        list(chat.stream("one two"))
-    assert info.value.partial_output.content == "large:"
-    assert chat.backends["small"].log == []
-
-
-def test_stream_falls_back_before_first_token():
-    chat = make_chat(backends={"large": EchoChatModel(tag="large", errors=[Unauthorized("no")])})
-    assert "".join(c.content for c in chat.stream("one")) == "small: one"
-
-
-async def test_async_paths():
-    chat = make_chat(backends={"large": EchoChatModel(tag="large", errors=[RateLimited("a")])})
-    msg = await chat.ainvoke("Write a creative poem")
-    assert msg.content == "large: Write a creative poem"
-    assert len(msg.response_metadata["haps"]["attempts"]) == 2
+async def test_async_stream_ends_with_a_last_chunk_and_abatch_keeps_order():
+    chat = make_chat()
     chunks = [c async for c in chat.astream("one two")]
     assert "".join(c.content for c in chunks) == "large: one two"
     assert chunks[-1].chunk_position == "last"
     outs = await chat.abatch(["a", "b"])
     assert [o.content for o in outs] == ["large: a", "large: b"]
-
-
-async def test_astream_failure_after_first_token():
-    chat = make_chat(backends={"large": EchoChatModel(tag="large", stream_error_after=2)})
-    with pytest.raises(StreamInterruptedError) as info:
-        async for _ in chat.astream("one two three"):
-            pass
-    assert info.value.partial_output.content == "large: one"
 
 
 def test_ls_params():

@@ -26,30 +26,6 @@ def smol():
 
 
 @pytest.fixture(scope="module")
-def recorded(smol):
-    """Every ``model.generate`` call: {"prompt": decoded input, "kwargs": generation kwargs}."""
-    model, tok = smol
-    calls: list[dict] = []
-    original = model.generate
-
-    def generate(*args, **kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        calls.append(
-            {
-                "prompt": tok.decode(ids[0]),
-                "kwargs": {
-                    k: v for k, v in kwargs.items() if k in ("do_sample", "temperature", "max_new_tokens")
-                },
-            }
-        )
-        return original(*args, **kwargs)
-
-    model.generate = generate
-    yield calls
-    del model.generate  # back to the class's method
-
-
-@pytest.fixture(scope="module")
 def haps(smol, recorded):
     model, tok = smol
     router = FakeRouter(make_space(temperatures=(0.0, 1.5)))

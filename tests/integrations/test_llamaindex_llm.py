@@ -8,8 +8,6 @@ prompt, its ``temperature`` field, call kwargs), so the assertions are about the
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
@@ -17,10 +15,10 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayloa
 from llama_index.core.llms import LLM, MockLLM
 from tenacity import wait_none
 
-from haps_core.errors import AllBackendsFailedError, RoutingError, StreamInterruptedError
+from haps_core.errors import AllBackendsFailedError, RoutingError
 from haps_integrations.llamaindex import HAPSLLM, extract_query_text
 from tests.helpers.fake_router import COT_TEXT, FakeRouter, make_space
-from tests.helpers.li_fakes import EchoLLM, NoAsyncLLM, RateLimited, StreamBroke, Unauthorized
+from tests.helpers.li_fakes import EchoLLM, NoAsyncLLM, Unauthorized
 
 IMAGE = "http://example.invalid/y.png"  # never fetched: HAPS skips non-text blocks
 
@@ -43,14 +41,14 @@ def router() -> FakeRouter:
 
 
 def make(router, backends, **kwargs) -> HAPSLLM:
-    return HAPSLLM(router=router, llms=backends, retry_wait=wait_none(), **kwargs)
+    return HAPSLLM(router=router, backends=backends, retry_wait=wait_none(), **kwargs)
 
 
 # -- construction -------------------------------------------------------------------------------
 def test_is_a_llamaindex_llm_with_honest_metadata(router, backends):
     llm = make(router, backends)
     assert isinstance(llm, LLM)
-    assert HAPSLLM(router, backends).llms.keys() == backends.keys()  # positional form
+    assert HAPSLLM(router, backends).backends.keys() == backends.keys()  # positional form
     meta = llm.metadata
     assert meta.context_window == 2048  # the smallest of the pool
     assert meta.num_output == 128
@@ -91,17 +89,16 @@ def test_construction_errors(router, backends):
     assert make(no_text, backends, prompt_styles={"mystery": "Be mysterious."})
 
 
-def test_import_error_names_the_extra():
-    code = (
-        "import sys\n"
-        "sys.modules['llama_index'] = None\n"
-        "try:\n"
-        "    import haps_integrations.llamaindex\n"
-        "except ImportError as e:\n"
-        "    print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "haps[llamaindex]"' in out
+def test_llms_is_the_deprecated_name_of_backends(router, backends):
+    with pytest.warns(DeprecationWarning, match=r"`llms=` is deprecated: use `backends=`"):
+        llm = HAPSLLM(router=router, llms=backends)
+    assert llm.backends == backends
+    with pytest.warns(DeprecationWarning, match=r"`\.llms` is deprecated"):
+        assert llm.llms == backends
+    with pytest.warns(DeprecationWarning, match=r"`check_llms\(\)` is deprecated: use `check_backends\(\)`"):
+        assert llm.check_llms() == llm.check_backends()
+    with pytest.raises(TypeError, match="not both"):
+        HAPSLLM(router=router, backends=backends, llms=backends)
 
 
 # -- routing and parameters ---------------------------------------------------------------------
@@ -195,7 +192,7 @@ def test_cost_weight_per_call_and_with_cost_weight(router, backends):
 
 def test_not_applied_parameters_are_reported_honestly(router, caplog):
     llm = make(router, {"small": MockLLM(), "large": EchoLLM(tag="large")})
-    report = llm.check_llms()
+    report = llm.check_backends()
     assert report["small"]["temperature"] == {
         "mechanism": "not_applied",
         "reaches_model": False,
@@ -216,48 +213,6 @@ def test_decision_reaches_llamaindex_callbacks(router, backends):
 
 
 # -- retries and fallback -----------------------------------------------------------------------
-def test_transient_error_is_retried_then_falls_back_to_the_next_backend(router, backends):
-    backends["large"].errors.extend([RateLimited("slow down")] * 2)
-    llm = make(router, backends, max_attempts=2)
-    response = llm.chat([user("hello")])
-    assert response.message.content == "small: hello"
-    haps = response.additional_kwargs["haps"]
-    assert haps["backend"] == "large" and haps["served_by"]["backend"] == "small"
-    assert haps["fallback"] is True
-    attempts = [(a["backend"], a["attempt_number"], a["transient"], a["error"]) for a in haps["attempts"]]
-    assert attempts == [
-        ("large", 1, True, "RateLimited: slow down"),
-        ("large", 2, True, "RateLimited: slow down"),
-        ("small", 1, False, None),
-    ]
-    # the fallback used the runner-up's own parameters
-    assert backends["small"].log[-1]["temperature"] == haps["served_by"]["parameters"]["temperature"]
-
-
-def test_permanent_error_falls_back_at_once(router, backends):
-    backends["large"].errors.append(Unauthorized("bad key"))
-    response = make(router, backends, max_attempts=3).chat([user("hello")])
-    attempts = response.additional_kwargs["haps"]["attempts"]
-    assert [(a["backend"], a["transient"]) for a in attempts] == [("large", False), ("small", False)]
-    assert len(backends["large"].log) == 1
-
-
-def test_all_failing_raises_one_error_listing_every_attempt(router, backends):
-    backends["large"].errors.extend([RateLimited("slow down"), Unauthorized("bad key")])
-    backends["small"].errors.append(Unauthorized("also bad"))
-    with pytest.raises(AllBackendsFailedError) as err:
-        make(router, backends, max_attempts=3).complete("hello")
-    assert [(a.backend, a.attempt_number) for a in err.value.attempts] == [
-        ("large", 1),
-        ("large", 2),
-        ("small", 1),
-    ]
-    text = str(err.value)
-    assert "all 3 attempt(s) failed" in text
-    assert "RateLimited: slow down [transient]" in text
-    assert "Unauthorized: bad key [permanent]" in text and "Unauthorized: also bad" in text
-
-
 def test_max_backends_limits_the_fallback(router, backends):
     backends["large"].errors.append(Unauthorized("bad key"))
     with pytest.raises(AllBackendsFailedError):
@@ -288,28 +243,6 @@ def test_stream_complete(router, backends):
     chunks = list(make(router, backends, cost_weight=40.0).stream_complete("hi you"))
     assert chunks[-1].text == "small: hi you"
     assert chunks[0].additional_kwargs["haps"]["served_by"]["backend"] == "small"
-
-
-def test_stream_falls_back_when_the_backend_fails_before_the_first_token(router, backends):
-    backends["large"].errors.append(RateLimited("slow down"))
-    chunks = list(make(router, backends, max_attempts=1).stream_chat([user("hello")]))
-    assert chunks[-1].message.content == "small: hello"
-    assert chunks[-1].additional_kwargs["haps"]["fallback"] is True
-
-
-def test_stream_that_breaks_after_the_first_token_raises_with_the_partial_output(router, backends):
-    backends["large"].stream_error_after = 2
-    stream = make(router, backends).stream_chat([user("one two three four")])
-    received = []
-    with pytest.raises(StreamInterruptedError) as err:
-        for chunk in stream:
-            received.append(chunk.delta)
-    assert received == ["large:", " one"]
-    assert err.value.backend == "large"
-    assert err.value.partial_output.message.content == "large: one"
-    assert isinstance(err.value.__cause__, StreamBroke)
-    assert err.value.attempts[-1].error.startswith("StreamBroke")
-    assert backends["small"].log == []  # no fallback after output has been streamed
 
 
 def test_empty_stream_still_carries_the_decision(router):
@@ -345,20 +278,6 @@ async def test_astream_chat_and_astream_complete(router, backends):
     assert backends["large"].log[-1]["method"] == "astream_chat"
     chunks = [c async for c in await llm.astream_complete("hi")]
     assert chunks[-1].text == "large: hi" and backends["large"].log[-1]["method"] == "astream_complete"
-
-
-async def test_async_fallback_and_mid_stream_failure(router, backends):
-    backends["large"].errors.extend([RateLimited("slow down"), RateLimited("still slow")])
-    llm = make(router, backends, max_attempts=2)
-    response = await llm.achat([user("hello")])
-    assert response.additional_kwargs["haps"]["served_by"]["backend"] == "small"
-    assert len(response.additional_kwargs["haps"]["attempts"]) == 3
-    backends["large"].stream_error_after = 1
-    stream = await llm.astream_chat([user("one two")])
-    with pytest.raises(StreamInterruptedError) as err:
-        async for _ in stream:
-            pass
-    assert err.value.partial_output.message.content == "large:"
 
 
 async def test_backend_without_async_runs_in_a_thread(router):

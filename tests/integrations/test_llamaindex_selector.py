@@ -1,15 +1,14 @@
 """HAPSSelector in a real `RouterQueryEngine`.
 
-Most tests use FAKE parts: `li_fakes.PredictingFakeRouter` (the rule-based `FakeRouter` plus a
-``predict`` with the same rules: "large" wins at cost weight 0; at cost weight 40 "small" wins
-unless the query says "hard"; at 100 "small" always wins) and `li_fakes.StubQueryEngine` query
+Most tests use FAKE parts: the rule-based `fake_router.FakeRouter`, whose ``predict`` the
+selector reads ("large" wins at cost weight 0; at cost weight 40 "small" wins unless the query
+says "hard"; at 100 "small" always wins) and `li_fakes.StubQueryEngine` query
 engines. `MockLLM` is passed as the engine's ``llm`` (it is only used to summarise multiple
 selections, which HAPS never makes; without it the engine would try to import OpenAI).
 
-One test uses a REAL `HAPSRouter`: a tiny randomly initialised BERT encoder (tests/helpers/tiny_models.py)
-trained for a few epochs (and few warm-up steps, for speed) on the synthetic log of
-tests/helpers/logs.py, and checks that the selection is the argmax of that router's own predicted
-utility.
+One test uses a REAL `HAPSRouter` (conftest.py's ``real_router``: a tiny randomly initialised
+BERT encoder trained for a few epochs on the synthetic log of tests/helpers/logs.py), and checks
+that the selection is the argmax of that router's own predicted utility.
 """
 
 import json
@@ -24,7 +23,8 @@ from llama_index.core.tools import QueryEngineTool, ToolMetadata
 
 from haps_core.decision import utilities
 from haps_integrations.llamaindex import HAPSSelector, HAPSSelectorResult
-from tests.helpers.li_fakes import PredictingFakeRouter, StubQueryEngine
+from tests.helpers.fake_router import FakeRouter
+from tests.helpers.li_fakes import StubQueryEngine
 
 
 def tools(names=("small", "large")) -> list[QueryEngineTool]:
@@ -51,7 +51,7 @@ def selected(response) -> HAPSSelectorResult:
 
 
 def test_choice_changes_with_the_query_and_the_cost_weight():
-    selector = HAPSSelector(PredictingFakeRouter(), cost_weight=40.0)
+    selector = HAPSSelector(FakeRouter(), cost_weight=40.0)
     router_engine = engine(selector)
     easy = router_engine.query("an easy question")
     assert str(easy) == "small engine <- an easy question"
@@ -66,7 +66,7 @@ def test_choice_changes_with_the_query_and_the_cost_weight():
 
 
 def test_result_carries_the_chosen_parameters_and_every_candidate():
-    selector = HAPSSelector(PredictingFakeRouter(), cost_weight=40.0)
+    selector = HAPSSelector(FakeRouter(), cost_weight=40.0)
     result = selector.select(choices(), "something creative, step by step")
     assert result.backend == "small"
     assert result.parameters == {"prompt_style": "cot", "temperature": 0.7}
@@ -85,7 +85,7 @@ def test_result_carries_the_chosen_parameters_and_every_candidate():
 
 
 def test_with_cost_weight_is_a_new_selector_and_default_comes_from_the_router():
-    router = PredictingFakeRouter(default_cost_weight=40.0)
+    router = FakeRouter(default_cost_weight=40.0)
     selector = HAPSSelector(router)
     assert selector.select(choices(), "easy").backend == "small"
     free = selector.with_cost_weight(0.0)
@@ -96,13 +96,13 @@ def test_with_cost_weight_is_a_new_selector_and_default_comes_from_the_router():
 
 
 def test_only_the_offered_backends_compete():
-    selector = HAPSSelector(PredictingFakeRouter(), cost_weight=0.0)
+    selector = HAPSSelector(FakeRouter(), cost_weight=0.0)
     result = selector.select(choices(("small",)), "a hard question")
     assert (result.ind, result.backend) == (0, "small")
 
 
 def test_choices_must_be_named_after_backends():
-    selector = HAPSSelector(PredictingFakeRouter())
+    selector = HAPSSelector(FakeRouter())
     with pytest.raises(ValueError) as err:
         selector.select(
             [ToolMetadata(name="small", description="s"), ToolMetadata(name="gpt", description="g")], "q"
@@ -121,38 +121,19 @@ def test_choices_must_be_named_after_backends():
 
 
 def test_prompts_are_empty():
-    selector = HAPSSelector(PredictingFakeRouter())
+    selector = HAPSSelector(FakeRouter())
     assert selector.get_prompts() == {}
     selector.update_prompts({})
 
 
 async def test_async_router_query_engine():
-    router_engine = engine(HAPSSelector(PredictingFakeRouter(), cost_weight=40.0))
+    router_engine = engine(HAPSSelector(FakeRouter(), cost_weight=40.0))
     response = await router_engine.aquery("a hard question")
     assert selected(response).backend == "large"
     assert str(response) == "large engine <- a hard question"
 
 
-# -- a REAL (tiny) HAPSRouter ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def real_router(tmp_path_factory):
-    from haps_core.encoders import load_encoder
-    from haps_core.logs import read_logs
-    from haps_core.model import RouterConfig
-    from haps_core.training import TrainingConfig, features_for, fit_router
-    from tests.helpers.logs import synthetic_rows, write_jsonl
-    from tests.helpers.tiny_models import make_tiny_bert
-
-    encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert"))), device="cpu")
-    log = read_logs(write_jsonl(tmp_path_factory.mktemp("logs") / "l.jsonl", synthetic_rows(40)))
-    config = RouterConfig(embed_dim=encoder.dim, hidden=16, members=1)
-    features = features_for(encoder, log.queries, config.use_structural)
-    # Few warm-up steps where the trainer has them (300 by default): this test needs A trained
-    # router, not a good one, and on a tiny log the warm-up dominates the time.
-    fast = {"skip_warmup_steps": 5} if "skip_warmup_steps" in TrainingConfig.__dataclass_fields__ else {}
-    return fit_router(log, encoder, features, None, config, TrainingConfig(epochs=4, progress=False, **fast))
-
-
+# -- a REAL (tiny) HAPSRouter (conftest.py: `real_router`) ------------------------------------
 QUERIES = ["Who wrote Hamlet? #3", "Compute 17 * 23 + 4 and explain #5", "the cat sat on the mat"]
 
 

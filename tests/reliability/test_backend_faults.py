@@ -1,8 +1,8 @@
 """Backend faults, injected one kind at a time, through LangChain and LlamaIndex, sync and async.
 
 FAKED in every test: the router (`fake_router.FakeRouter`, which chooses "large" and keeps
-"small" as the fallback) and the backends (`lc_fakes.EchoChatModel`, `li_fakes.EchoLLM` and the
-hanging variants of `reliability_fakes`), which answer ``"<backend>: <text>"`` and raise the
+"small" as the fallback) and the backends (`lc_fakes.EchoChatModel`, `li_fakes.EchoLLM`, which
+can also hang on their first calls), which answer ``"<backend>: <text>"`` and raise the
 injected errors. The injected errors are REAL exception classes of openai, httpx and Python.
 The retry/fallback/timeout loop (`haps_core.dispatch`) and the integrations are the real code.
 """
@@ -18,8 +18,6 @@ from tests.helpers.reliability_fakes import (
     PERMANENT_NAMES,
     SURFACES,
     TRANSIENT_NAMES,
-    HangingChatModel,
-    HangingLLM,
     backend_calls,
     build,
     call,
@@ -99,9 +97,9 @@ async def test_hang_beyond_call_timeout_is_abandoned(surface, hangs, ledger):
     backend answers; hanging always, the next backend answers. Nothing waits for the hang.
     """
     slow = (
-        HangingChatModel(tag="large", hang_calls=hangs)
+        EchoChatModel(tag="large", hang_calls=hangs)
         if surface.startswith("langchain")
-        else (HangingLLM(tag="large", hang_calls=hangs))
+        else (EchoLLM(tag="large", hang_calls=hangs))
     )
     haps, _ = build(surface, large=slow, call_timeout=0.2, max_attempts=2)
     text = f"hang via {surface}"
@@ -128,7 +126,7 @@ async def test_stream_hanging_before_its_first_token_is_abandoned(ledger):
     Expected with ``call_timeout=0.2`` (which bounds a stream until its first chunk) and 2
     attempts per backend: both attempts abandoned, the next backend streams the whole answer.
     """
-    slow = HangingChatModel(tag="large", hang_calls=99)
+    slow = EchoChatModel(tag="large", hang_calls=99)
     haps, _ = build(
         "langchain.stream", large=slow, small=EchoChatModel(tag="small"), call_timeout=0.2, max_attempts=2
     )

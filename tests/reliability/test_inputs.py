@@ -24,7 +24,7 @@ from haps_integrations.langchain import ChatHAPS, HAPSRunnable
 from haps_integrations.llamaindex import HAPSLLM, HAPSSelector
 from tests.helpers.fake_router import FakeRouter
 from tests.helpers.lc_fakes import EchoChatModel
-from tests.helpers.li_fakes import EchoLLM, PredictingFakeRouter
+from tests.helpers.li_fakes import EchoLLM
 from tests.helpers.reliability_ledger import INPUTS
 
 IMAGE = "https://example.invalid/cat.png"  # never fetched: HAPS skips non-text parts
@@ -51,7 +51,7 @@ def lc(router=None, **kwargs):
 
 def li(router=None, **kwargs):
     llms = {"small": EchoLLM(tag="small"), "large": EchoLLM(tag="large")}
-    return HAPSLLM(router=router or FakeRouter(), llms=llms, retry_wait=wait_none(), **kwargs)
+    return HAPSLLM(router=router or FakeRouter(), backends=llms, retry_wait=wait_none(), **kwargs)
 
 
 def user(content=None, blocks=None):
@@ -68,7 +68,7 @@ def lc_received(haps):
 
 
 def li_received(haps):
-    entries = [e for b in haps.llms.values() for e in b.log]
+    entries = [e for b in haps.backends.values() for e in b.log]
     assert len(entries) == 1, entries
     return [m for m in entries[0]["messages"] if m.role == MessageRole.USER][-1]
 
@@ -92,7 +92,7 @@ async def test_empty_and_whitespace_only_text_is_a_clear_error_everywhere(text, 
         lambda: ChatHAPS(router=FakeRouter(), backends=lc_haps.backends).invoke(text),
         lambda: li_haps.chat([user(text)]),
         lambda: li_haps.complete(text),
-        lambda: HAPSSelector(PredictingFakeRouter()).select(
+        lambda: HAPSSelector(FakeRouter()).select(
             [ToolMetadata(name="small", description="s"), ToolMetadata(name="large", description="l")], text
         ),
         lambda: tiny_router.route([text]),
@@ -110,7 +110,7 @@ async def test_empty_and_whitespace_only_text_is_a_clear_error_everywhere(text, 
     assert isinstance(outcomes[1], ValueError)
     assert [o.content for o in (outcomes[0], outcomes[2])] == ["large: fine", "large: also fine"]
     assert sum(len(b.log) for b in lc_haps.backends.values()) == 2  # only the two good inputs
-    assert all(not b.log for b in li_haps.llms.values())
+    assert all(not b.log for b in li_haps.backends.values())
     ledger(INPUTS, faults=calls, calls=calls, lost=0, inputs=1)  # every call carried the blank text
 
 
@@ -278,7 +278,7 @@ def test_messages_without_a_user_turn_are_a_clear_error(ledger):
         )
     with pytest.raises(ValueError, match="has none"):
         lc_haps.invoke([])
-    assert all(not b.log for b in [*lc_haps.backends.values(), *li_haps.llms.values()])
+    assert all(not b.log for b in [*lc_haps.backends.values(), *li_haps.backends.values()])
     ledger(INPUTS, faults=3, calls=3, lost=0, inputs=3)
 
 

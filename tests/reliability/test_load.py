@@ -158,7 +158,7 @@ async def test_1000_concurrent_calls_through_haps_llm(ledger):
     faults, kinds = fault_plan()
     plan = Plan(faults)
     llms = {tag: PlannedLLM(tag=tag, plan=plan) for tag in ("large", "small")}
-    haps = HAPSLLM(router=FakeRouter(), llms=llms, retry_wait=wait_none())
+    haps = HAPSLLM(router=FakeRouter(), backends=llms, retry_wait=wait_none())
     outcomes = await asyncio.gather(*(haps.achat([user(query(i))]) for i in range(N)), return_exceptions=True)
     lost = check(outcomes, kinds, plan, lambda r: r.message.content)
     ledger(LOAD, faults=n_faults(kinds), calls=N, lost=lost, inputs=N)

@@ -1,0 +1,322 @@
+"""THE routed caller: plan a batch in one router pass, then call each input's backend.
+
+`RoutedCaller` prepares each candidate (parameters applied, prompt style added), runs the
+retry/fallback loop around the integration's one-line backend call, relays streams and writes the
+decision record; the integration supplies how inputs are read and restyled and how parameters land.
+"""
+
+import asyncio
+import inspect
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from haps_core.decision import Alternative, RouterLike, RoutingDecision, fallback_order
+from haps_core.dispatch.params import parameter_report, warn_unreachable
+from haps_core.dispatch.prompts import PROMPT_STYLE, checked_prompt_styles, system_message_for
+from haps_core.dispatch.retry import Attempt, acall_with_fallback, call_with_fallback
+from haps_core.dispatch.routing import call_costs, check_pool, route_checked
+from haps_core.dispatch.settings import Costs, RetryPolicy, check_router
+from haps_core.dispatch.stream import ChunkRules, Relay, anext_or_none
+from haps_core.errors import RoutingError
+
+logger = logging.getLogger(__name__)
+
+B = TypeVar("B")  # a backend model of the integration's framework
+In = TypeVar("In")  # an input as the integration sends it (messages, a prompt)
+T = TypeVar("T")
+
+
+AsyncOpen = AsyncIterator[Any] | Awaitable[AsyncIterator[Any]]
+"""What an async stream opener returns: the async iterator, or an awaitable of it."""
+
+
+@dataclass(frozen=True)
+class Applied(Generic[B]):
+    """Parameters applied to a backend: the model to call and how each parameter got there."""
+
+    backend: B
+    mechanisms: dict[str, str] = field(default_factory=dict)
+    """parameter -> the mechanism that carries it to the model (``model_copy``, ``not_applied``...)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments to add to the backend call (``pipeline_kwargs``, forwarded parameters)."""
+    configurable: dict[str, Any] = field(default_factory=dict)
+    """Values of the backend's configurable fields (LangChain ``config["configurable"]``)."""
+
+
+@dataclass(frozen=True)
+class Plan(Generic[In]):
+    """One routed input: its decision, the input to send, and the budget it was routed with."""
+
+    decision: RoutingDecision
+    input: In
+    max_cost: float | None
+
+
+@dataclass(frozen=True)
+class Prepared(Generic[B, In]):
+    """One attempt's backend call, ready: the model with parameters applied, the styled input."""
+
+    backend: B
+    input: In
+    applied: dict[str, str]
+    kwargs: dict[str, Any]
+    configurable: dict[str, Any]
+    attempt_number: int
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """What a routed call returned: the backend's output, the decision record, every attempt."""
+
+    output: T
+    record: dict[str, Any]
+    attempts: list[Attempt]
+
+
+Read = Callable[[Any], tuple[In, str]]
+"""``raw input -> (input to send, text to route on)``; raises on an input it cannot route."""
+
+
+def served_candidate(decision: RoutingDecision, attempts: Sequence[Attempt]) -> Alternative:
+    """The candidate that answered: the last attempt's backend (`candidates` has one per backend)."""
+    backend = attempts[-1].backend
+    return next(c for c in fallback_order(decision) if c.backend == backend)
+
+
+def decision_record(
+    decision: RoutingDecision,
+    served: Alternative,
+    applied: Mapping[str, str],
+    attempts: Sequence[Attempt],
+    max_cost_per_query: float | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready record an integration attaches to a response under ``"haps"``.
+
+    Keys: the decision's own (`RoutingDecision.to_dict`: backend, parameters, temperature,
+    prompt_style, predicted quality and cost, cost_weight, action_index, alternatives), then
+    ``max_cost_per_query``, ``served_by`` (backend and parameters that answered, after any
+    fallback), ``fallback`` (whether that differs from the choice), ``applied`` (parameter ->
+    mechanism that carried it to the model) and ``attempts`` (every call, `Attempt.to_dict`).
+    """
+    record = decision.to_dict()
+    record["alternatives"] = list(record["alternatives"])  # JSON-shaped: lists, not tuples
+    record.update(
+        max_cost_per_query=max_cost_per_query,
+        served_by={"backend": served.backend, "parameters": dict(served.parameters)},
+        fallback=served.action_index != decision.action_index,
+        applied=dict(applied),
+        attempts=[a.to_dict() for a in attempts],
+    )
+    return record
+
+
+class RoutedCaller(Generic[B, In]):
+    """Routes and calls for one integration over one router and one pool of backends.
+
+    Args:
+        router: the HAPS router.
+        backends: backend name -> model; must match the router's catalog exactly.
+        apply: ``(backend name, model, parameters) -> Applied``: how parameters reach a model.
+        restyle: ``(input, style text or None) -> (input with the style, mechanism name)``.
+        prompt_styles: style name -> system-message text, overriding or extending the router's.
+        pinned: parameters set on every call, over the router's choice (reported as ``pinned``).
+        cost_names: how a caller spells the per-call cost weight and budget (error messages).
+        details: mechanism -> the sentence `check` reports for it.
+        labels: how pool errors name one model and the models the catalog lacks (`check_pool`).
+    """
+
+    def __init__(
+        self,
+        router: RouterLike,
+        backends: Mapping[str, B],
+        *,
+        apply: Callable[[str, B, dict[str, Any]], Applied[B]],
+        restyle: Callable[[In, str | None], tuple[In, str]],
+        prompt_styles: Mapping[str, str] | None,
+        pinned: Mapping[str, Any] | None = None,
+        cost_names: tuple[str, str],
+        details: Mapping[str, str],
+        labels: tuple[str, str],
+    ) -> None:
+        check_router(router)
+        check_pool(router.space.backend_names, backends, *labels)
+        self.router = router
+        self.space = router.space
+        self.backends = dict(backends)
+        self.apply = apply
+        self.restyle = restyle
+        self.styles = checked_prompt_styles(self.space, prompt_styles)
+        self.pinned = dict(pinned or {})
+        self.cost_names = cost_names
+        self.details = dict(details)
+        kinds = {name: type(backend).__name__ for name, backend in self.backends.items()}
+        warn_unreachable(self.check(), kinds, "check_backends")
+
+    # -- routing ---------------------------------------------------------------------------
+    def route(self, texts: list[str], costs: Costs) -> list[RoutingDecision]:
+        """One router forward pass for ``texts``, checked (`route_checked`)."""
+        return route_checked(self.router, texts, costs[0], costs[1], self.backends)
+
+    def plan_batch(
+        self, inputs: Sequence[Any], read: Read[In], requested: Sequence[tuple[Any, Any]], instance: Costs
+    ) -> list["Plan[In] | Exception"]:
+        """Routes a batch: one router pass per distinct (cost weight, budget) of the inputs.
+
+        Args:
+            inputs: the raw inputs.
+            read: reads one raw input (`Read`).
+            requested: per input, the per-call ``(cost weight, budget)`` asked for (None: unset).
+            instance: the integration's own ``(cost_weight, max_cost_per_query)``.
+
+        Returns:
+            Per input its `Plan`, or the exception that kept it from being routed.
+        """
+        out: list[Plan[In] | Exception | None] = [None] * len(inputs)
+        groups: dict[Costs, list[tuple[int, In, str]]] = defaultdict(list)
+        for i, (raw, (cost_weight, max_cost)) in enumerate(zip(inputs, requested)):
+            try:
+                value, text = read(raw)
+                costs = call_costs(self.router, cost_weight, max_cost, instance, self.cost_names)
+            except Exception as exc:
+                out[i] = exc
+                continue
+            groups[costs].append((i, value, text))
+        for costs, members in groups.items():
+            try:
+                decisions = self.route([text for _, _, text in members], costs)
+            except Exception as exc:
+                for i, _, _ in members:
+                    out[i] = exc
+                continue
+            for (i, value, _), decision in zip(members, decisions):
+                out[i] = Plan(decision, value, costs[1])
+        return out  # type: ignore[return-value]  # every input got a plan or an exception
+
+    def plan(self, raw: Any, read: Read[In], requested: tuple[Any, Any], instance: Costs) -> Plan[In]:
+        """Routes one input (one router pass); raises what keeps it from being routed."""
+        (plan,) = self.plan_batch([raw], read, [requested], instance)
+        if isinstance(plan, Exception):
+            raise plan
+        return plan
+
+    async def aplan(self, raw: Any, read: Read[In], requested: tuple[Any, Any], instance: Costs) -> Plan[In]:
+        """`plan` in a worker thread: the router's forward pass must not block the event loop."""
+        return await asyncio.to_thread(self.plan, raw, read, requested, instance)
+
+    # -- one attempt -----------------------------------------------------------------------
+    def prepare(self, cand: Alternative, plan: Plan[In], number: int) -> Prepared[B, In]:
+        """The backend of ``cand`` with its parameters applied and its prompt style added."""
+        if cand.backend not in self.backends:
+            msg = f"candidate backend {cand.backend!r} has no model (have: {sorted(self.backends)})"
+            raise RoutingError(msg)
+        params = {k: v for k, v in cand.parameters.items() if k != PROMPT_STYLE}
+        params.update(self.pinned)
+        applied = self.apply(cand.backend, self.backends[cand.backend], params)
+        mechanisms = dict(applied.mechanisms)
+        style = cand.parameters.get(PROMPT_STYLE)
+        text = system_message_for(style, self.styles)
+        value, mechanism = self.restyle(plan.input, text)
+        if style is not None:
+            mechanisms[PROMPT_STYLE] = mechanism if text else "default"
+        return Prepared(applied.backend, value, mechanisms, applied.kwargs, applied.configurable, number)
+
+    def record(self, plan: Plan[In], prepared: Prepared[B, In], attempts: list[Attempt]) -> dict[str, Any]:
+        """The decision record (`decision_record`), plus ``pinned`` parameters if any."""
+        served = served_candidate(plan.decision, attempts)
+        if served.action_index != plan.decision.action_index:
+            logger.info(
+                "HAPS fell back from %r to %r after %d attempt(s)",
+                plan.decision.backend,
+                served.backend,
+                len(attempts),
+            )
+        record = decision_record(plan.decision, served, prepared.applied, attempts, plan.max_cost)
+        if self.pinned:
+            record["pinned"] = dict(self.pinned)
+        return record
+
+    # -- calling ---------------------------------------------------------------------------
+    def call(
+        self, plan: Plan[In], send: Callable[[Alternative, Prepared[B, In]], T], policy: RetryPolicy
+    ) -> Answer[T]:
+        """Calls the plan's decision, retrying and falling back: ``send(candidate, prepared)``."""
+
+        def attempt(cand: Alternative, n: int) -> tuple[Prepared[B, In], T]:
+            prepared = self.prepare(cand, plan, n)
+            return prepared, send(cand, prepared)
+
+        (prepared, output), attempts = call_with_fallback(plan.decision, attempt, **_loop(policy))
+        return Answer(output, self.record(plan, prepared, attempts), attempts)
+
+    async def acall(
+        self,
+        plan: Plan[In],
+        send: Callable[[Alternative, Prepared[B, In]], Awaitable[T]],
+        policy: RetryPolicy,
+    ) -> Answer[T]:
+        """The async twin of `call`: ``send`` is awaited."""
+
+        async def attempt(cand: Alternative, n: int) -> tuple[Prepared[B, In], T]:
+            prepared = self.prepare(cand, plan, n)
+            return prepared, await send(cand, prepared)
+
+        (prepared, output), attempts = await acall_with_fallback(plan.decision, attempt, **_loop(policy))
+        return Answer(output, self.record(plan, prepared, attempts), attempts)
+
+    def stream(
+        self,
+        plan: Plan[In],
+        open_stream: Callable[[Alternative, Prepared[B, In]], Iterator[Any]],
+        policy: RetryPolicy,
+        rules: ChunkRules,
+    ) -> Relay:
+        """Opens the backend's stream and takes its first chunk inside the retry/fallback loop.
+
+        So a backend that fails before its first chunk is retried / fallen back from like in
+        `call`; the returned `Relay` passes the rest on (see `haps_core.dispatch.stream`).
+        """
+
+        def first_chunk(cand: Alternative, prepared: Prepared[B, In]) -> tuple[Any, Iterator[Any]]:
+            iterator = iter(open_stream(cand, prepared))
+            return next(iterator, None), iterator
+
+        answer = self.call(plan, first_chunk, policy)
+        return Relay(*answer.output, answer.record, answer.attempts, rules)
+
+    async def astream(
+        self,
+        plan: Plan[In],
+        open_stream: Callable[[Alternative, Prepared[B, In]], AsyncOpen],
+        policy: RetryPolicy,
+        rules: ChunkRules,
+    ) -> Relay:
+        """The async twin of `stream`; ``open_stream`` returns the async iterator or an awaitable of it."""
+
+        async def first_chunk(cand: Alternative, prepared: Prepared[B, In]) -> tuple[Any, AsyncIterator[Any]]:
+            opened = open_stream(cand, prepared)
+            iterator = await opened if inspect.isawaitable(opened) else opened
+            return await anext_or_none(iterator), iterator
+
+        answer = await self.acall(plan, first_chunk, policy)
+        return Relay(*answer.output, answer.record, answer.attempts, rules)
+
+    # -- start-up report -------------------------------------------------------------------
+    def check(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per backend and catalog parameter: the mechanism and whether it reaches the model."""
+
+        def mechanisms(name: str, params: dict[str, Any]) -> dict[str, str]:
+            return self.apply(name, self.backends[name], params).mechanisms
+
+        return parameter_report(self.space, mechanisms, self.details, self.pinned)
+
+
+def _loop(policy: RetryPolicy) -> dict[str, Any]:
+    return {
+        "max_attempts_per_backend": policy.max_attempts,
+        "max_backends": policy.max_backends,
+        "wait": policy.wait,
+        "call_timeout": policy.call_timeout,
+    }

@@ -1,0 +1,292 @@
+"""`ChatHAPS`: HAPS routing as a LangChain chat model, for code that insists on a chat model.
+
+A chat-model run is a leaf in LangChain's tracing model, so the backend call is not a separate
+child run here (use `HAPSRunnable` for that); the decision is in ``response_metadata["haps"]``.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Annotated, Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+
+from haps_core.dispatch import (
+    COST_WEIGHT_KEY,
+    MAX_COST_KEY,
+    Answer,
+    ChunkRules,
+    Plan,
+    RoutedCaller,
+    RoutingSettings,
+    pin_backend,
+)
+from haps_integrations.langchain.messages import add_chunks, as_message, extract_query_text, with_haps
+from haps_integrations.langchain.params import async_sender, langchain_caller, leaf_call, sender
+
+logger = logging.getLogger(__name__)
+
+
+def _check_retries(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        msg = f"`max_retries` must be an int >= 0, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _read(messages: list[BaseMessage]) -> tuple[list[BaseMessage], str]:
+    return messages, extract_query_text(messages)
+
+
+def _mark_last(chunk: AIMessageChunk) -> AIMessageChunk:
+    """Marks the stream's final chunk (``chunk_position="last"``) so aggregators finalise it."""
+    return chunk if chunk.chunk_position else chunk.model_copy(update={"chunk_position": "last"})
+
+
+def _empty_like(chunk: Any) -> Any:
+    return "" if isinstance(chunk.content, str) else []
+
+
+def _closing_chunk(last: Any, partial: Any, backend: str) -> Iterator[ChatGenerationChunk]:
+    """An empty final chunk when the stream needs one: unmarked last chunk, or no model name."""
+    named = bool(getattr(partial, "response_metadata", {}).get("model_name"))
+    if getattr(last, "chunk_position", None) != "last" or not named:
+        extra = {} if named else {"model_name": backend}
+        chunk = AIMessageChunk(content=_empty_like(last), response_metadata=extra)
+        yield ChatGenerationChunk(message=_mark_last(chunk))
+
+
+_CHUNKS = ChunkRules(
+    first=lambda chunk, record: with_haps(chunk, record, clear_id=True),
+    each=lambda chunk, _: chunk.model_copy(update={"id": None}),
+    add=add_chunks,
+    empty=lambda record: _mark_last(AIMessageChunk(content="", response_metadata={"haps": record})),
+)
+"""Chat-model streams: this run's message ids, the decision on the first chunk (or the only one)."""
+
+
+def _chat_result(answer: Answer[Any]) -> ChatResult:
+    """A backend's output as this chat model's result (this run's id, the decision attached)."""
+    message = as_message(answer.output)
+    message = with_haps(message, answer.record, clear_id=True, model_name=answer.attempts[-1].backend)
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+class ChatHAPS(RoutingSettings, BaseChatModel):
+    """HAPS routing as a LangChain chat model.
+
+    Every call is routed: the router picks a backend chat model and its parameters
+    (temperature, prompt style, ...), HAPS applies them (see `haps_integrations.langchain.params`),
+    calls the backend, retries transient errors and falls back to the next-best backend.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install "haps[langchain]"
+
+    Key init args:
+        router: a HAPS router (``.space``, ``.route(...)``).
+        backends: backend name -> chat model; must match the router's catalog exactly.
+        cost_weight / max_cost_per_query: the cost trade-off (see `HAPSRunnable`). Per call:
+            ``.invoke(x, haps_cost_weight=50.0)`` (or ``haps_max_cost_per_query=0.01``),
+            ``.bind(haps_cost_weight=50.0)``, or
+            ``.configurable_fields(cost_weight=ConfigurableField(id="haps_cost_weight"))``.
+        prompt_styles, max_attempts, max_backends, forwards_kwargs, retry_wait, call_timeout: as
+            in `HAPSRunnable`.
+        max_retries: LangChain's name for the same setting: retries per backend, so
+            ``max_retries=n`` means ``max_attempts=n + 1``. ``max_attempts`` is canonical (both
+            integrations take it); ``max_retries`` is accepted because chat models
+            conventionally take it (langchain-tests passes it).
+        model: a name for traces (``ls_model_name``), default ``"haps"``.
+        temperature / max_tokens / timeout: when set, PIN that parameter for every call,
+            overriding the router's choice (applied to the backend like a routed parameter).
+            Leave them None (the default) to let HAPS choose.
+        stop: stop sequences passed to the backend.
+        api_key: accepted for interface compatibility and unused: backends hold their own keys.
+        streaming: stream from the backend even on ``invoke``.
+
+    Instantiate:
+        .. code-block:: python
+
+            from haps_integrations.langchain import ChatHAPS
+
+            llm = ChatHAPS(router=router, backends={"small": small_llm, "large": large_llm})
+
+    Invoke:
+        .. code-block:: python
+
+            msg = llm.invoke("What is 17 * 23?")
+            msg.response_metadata["haps"]["backend"], msg.response_metadata["haps"]["temperature"]
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("Tell me a joke"):
+                print(chunk.content, end="")
+
+    Async:
+        .. code-block:: python
+
+            await llm.ainvoke("...")
+            async for chunk in llm.astream("..."):
+                ...
+
+    Response metadata:
+        ``response_metadata["haps"]``: the decision, ``served_by`` (after fallback), ``applied``
+        (mechanism per parameter), ``attempts`` and ``pinned`` parameters. In a stream it rides
+        on the first chunk.
+
+    Tracing: a chat-model run is a leaf in LangChain, so the backend call is made with no
+    callbacks and does not appear as a separate child run (tokens are reported on this run).
+    Use `HAPSRunnable` when you want the backend's run nested in the trace. Message ids are this
+    run's, not the backend's.
+    """
+
+    backends: dict[str, Any]
+    """Backend name -> chat model; must match the router's catalog exactly."""
+    model_name: str = Field(default="haps", alias="model")
+    """A name for this router in traces (``ls_model_name``)."""
+    temperature: float | None = None
+    """Pins the sampling temperature (overrides the router's choice); None lets HAPS choose."""
+    max_tokens: int | None = None
+    """Pins the maximum number of generated tokens, applied to the chosen backend."""
+    timeout: float | None = None
+    """Pins a request timeout in seconds, applied to the chosen backend where it has one."""
+    stop: list[str] | None = None
+    """Stop sequences passed to the backend."""
+    max_retries: Annotated[int | None, AfterValidator(_check_retries)] = None
+    """LangChain's alias: retries per backend (``max_attempts - 1``); set from it when not given."""
+    api_key: SecretStr | None = None
+    """Unused: accepted for interface compatibility; each backend holds its own credentials."""
+    streaming: bool = False
+    """Whether to stream from the backend even on ``invoke``."""
+    forwards_kwargs: list[str] = Field(default_factory=list)
+    """Backends whose invoke forwards unknown keyword arguments into the model request."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    _caller: RoutedCaller[Any, list[BaseMessage]] = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _build(self) -> "ChatHAPS":
+        if self.max_retries is None:
+            self.max_retries = self.max_attempts - 1
+        elif "max_attempts" in self.model_fields_set and self.max_attempts != self.max_retries + 1:
+            msg = (
+                f"give either `max_attempts` ({self.max_attempts!r}) or its alias `max_retries` "
+                f"({self.max_retries!r}), or values that agree (max_attempts = max_retries + 1)"
+            )
+            raise ValueError(msg)
+        else:
+            self.max_attempts = self.max_retries + 1
+        settings = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout}
+        pinned = {k: v for k, v in settings.items() if v is not None}
+        names = (COST_WEIGHT_KEY, MAX_COST_KEY)
+        self._caller = langchain_caller(
+            self.router, self.backends, self.prompt_styles, self.forwards_kwargs, names, pinned
+        )
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return "haps"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "backends": sorted(self.backends),
+            "cost_weight": self.cost_weight,
+            "max_cost_per_query": self.max_cost_per_query,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="haps",
+            ls_model_name=kwargs.get("model", self.model_name),
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+        )
+        if (max_tokens := kwargs.get("max_tokens", self.max_tokens)) is not None:
+            params["ls_max_tokens"] = max_tokens
+        if ls_stop := stop or kwargs.get("stop") or self.stop:
+            params["ls_stop"] = ls_stop
+        return params
+
+    def check_backends(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """See `HAPSRunnable.check_backends` (pinned parameters are included)."""
+        return self._caller.check()
+
+    # -- internals -------------------------------------------------------------------------
+    def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[Plan[Any], dict[str, Any]]:
+        """Routes ``messages``; pops HAPS's own per-call kwargs from ``kwargs``.
+
+        ``model=<backend name>`` (the standard per-call model override) pins that backend: HAPS
+        still picks its parameters (the backend's best action in the decision) but does not
+        fall back to other backends, since the caller asked for that model.
+        """
+        requested = (kwargs.pop(COST_WEIGHT_KEY, None), kwargs.pop(MAX_COST_KEY, None))
+        model = kwargs.pop("model", None)
+        plan = self._caller.plan(messages, _read, requested, self._instance_costs())
+        if model is not None and model != self.model_name:
+            plan = replace(plan, decision=pin_backend(plan.decision, model, sorted(self.backends)))
+        return plan, kwargs
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        plan, kwargs = self._plan(messages, kwargs)
+        send = sender(leaf_call(stop or self.stop, kwargs), "invoke")
+        return _chat_result(self._caller.call(plan, send, self._retry_policy()))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        plan, kwargs = await asyncio.to_thread(self._plan, messages, kwargs)  # router off the loop
+        send = async_sender(leaf_call(stop or self.stop, kwargs))
+        return _chat_result(await self._caller.acall(plan, send, self._retry_policy()))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        plan, kwargs = self._plan(messages, kwargs)
+        send = sender(leaf_call(stop or self.stop, kwargs), "stream")
+        relay = self._caller.stream(plan, send, self._retry_policy(), _CHUNKS)
+        for chunk in relay.chunks():
+            yield ChatGenerationChunk(message=chunk)
+        if relay.first is not None:
+            yield from _closing_chunk(relay.last, relay.partial, relay.backend)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        plan, kwargs = await asyncio.to_thread(self._plan, messages, kwargs)  # router off the loop
+        send = sender(leaf_call(stop or self.stop, kwargs), "astream")
+        relay = await self._caller.astream(plan, send, self._retry_policy(), _CHUNKS)
+        async for chunk in relay.achunks():
+            yield ChatGenerationChunk(message=chunk)
+        if relay.first is not None:
+            for closing in _closing_chunk(relay.last, relay.partial, relay.backend):
+                yield closing
