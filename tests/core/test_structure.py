@@ -32,8 +32,12 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> list[str]:
-    """Every module name imported anywhere in `tree`, TYPE_CHECKING blocks aside."""
+def _imports(tree: ast.AST, module: str, is_package: bool, modules: set[str]) -> list[str]:
+    """Every module name imported anywhere in `tree`, TYPE_CHECKING blocks aside.
+
+    ``from pkg import sub`` of a submodule counts as importing ``pkg.sub`` (as ``import pkg.sub``
+    does): initialising a parent package first is how every import works, not an edge of its own.
+    """
     found: list[str] = []
 
     def visit(node: ast.AST) -> None:
@@ -49,8 +53,11 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[str]:
                 anchor = module.split(".") if is_package else module.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            found.append(base)
-            found.extend(f"{base}.{alias.name}" for alias in node.names)
+            names = [alias.name for alias in node.names]
+            subs = [f"{base}.{name}" for name in names if f"{base}.{name}" in modules]
+            found.extend(subs)
+            if len(subs) < len(names):  # some names are attributes of `base` itself
+                found.append(base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -63,7 +70,7 @@ def import_graph(package: str = "haps_core") -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        targets = _imports(tree, name, path.name == "__init__.py")
+        targets = _imports(tree, name, path.name == "__init__.py", set(modules))
         graph[name] = {t for t in targets if t in modules and t != name}
     return graph
 
@@ -133,14 +140,18 @@ _KEYWORDS = set(__import__("keyword").kwlist)
 
 
 def _code_lines(package: Path) -> list[tuple[str, int, str]]:
-    """(file, line number, shape) of every line that is code: no blanks, comments or imports."""
+    """(file, line number, shape) of every line that is code: no blanks, comments, imports,
+    docstrings or `__all__` lists (a package's export list is data, not shared logic)."""
     rows = []
     for path in sorted(package.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text)
         skip: set[int] = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom):
+            is_all = isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            )
+            if isinstance(node, ast.Import | ast.ImportFrom) or is_all:
                 skip.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
             body = getattr(node, "body", None)
             if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
@@ -151,7 +162,10 @@ def _code_lines(package: Path) -> list[tuple[str, int, str]]:
             s = line.strip()
             if i in skip or not s or s.startswith("#"):
                 continue
-            rows.append((path.name, i, _shape(line)))
+            shape = _shape(line)
+            if "N" not in shape.split():  # pure data (literals, brackets): tables, not logic
+                continue
+            rows.append((path.name, i, shape))
     return rows
 
 
