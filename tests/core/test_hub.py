@@ -535,7 +535,7 @@ Prompt styles .+?
 ## How to use
 
 ```python
-from haps_core\.model import HAPSRouter
+from haps_core import HAPSRouter
 
 router = HAPSRouter\.from_pretrained\("org/card"\)
 .+?```
