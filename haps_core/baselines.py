@@ -1,15 +1,8 @@
 """Baseline routers behind one small interface, so HAPS is always measured against them.
 
-A router here maps query embeddings (and texts) to a predicted quality and cost for every action;
-`haps_core.decision.choose` turns those into a choice for a given cost weight. Baselines:
-
-- `ConstantRouter`: each action's training mean (routes no query differently from another: a
-  sweep over cost weights walks along the fixed actions).
-- `RandomRouter`: a uniformly random action per query.
-- `KNNRouter`: mean outcomes of the k nearest training queries (cosine), k picked on a held-out
-  part of the training split.
-- `LinearRouter`: per-action logistic regression on the embedding (and a linear log-cost model),
-  its L2 strength picked on a held-out part of the training split.
+`ConstantRouter` (each action's training mean), `RandomRouter`, `KNNRouter` (k nearest training
+queries, k picked on an inner split) and `LinearRouter` (per-action logistic regression, L2 picked
+on an inner split) map query embeddings to predicted quality and cost of every action.
 """
 
 import abc

@@ -1,13 +1,7 @@
-"""Cheap structural features of a query's text, and the features of an action's parameters.
+"""The one featuriser: query features (embedding + cheap structural text features) and action
+features (a configuration described by its values, so an unseen value still gets a representation).
 
-Query features describe only what the user sends (length, digits and maths, code, question
-format, script); nothing from a log's outcome columns can reach them. They help most where an
-embedding is weak: the cost of a call grows with the prompt's length, and long passages or
-arithmetic change which model (and which prompt style) answers well.
-
-Action features describe a configuration by its *values* (a temperature as a number, a prompt
-style by the text of its template), so a value never seen in training still gets a sensible
-representation.
+Query features describe only what the user sends; nothing from a log's outcome columns reaches them.
 """
 
 import math
