@@ -1,13 +1,11 @@
-"""Fields of routing log format v1: their names, how each value is parsed and checked, and the
-errors a bad row gives (file, line, field, value, what is allowed).
+"""Fields of routing log format v1: their names, and how each value is parsed and checked
+(a bad value raises ValueError saying what is allowed).
 
 Text formats (CSV) carry every value as a string; JSON and Parquet are typed, and a wrong type
 there is an error rather than something to coerce silently.
 """
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from haps_core.text import SURROGATE
@@ -28,46 +26,6 @@ KNOWN_FIELDS = (
 # Fields that describe what happened *after* routing (the answer's quality, its tokens). They
 # must never become router features; listing them keeps that rule explicit.
 OUTCOME_FIELDS = ("score", "cost", "input_tokens", "output_tokens", "n_samples", "majority_score")
-MAX_REPORTED_ERRORS = 50
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem in one row of a log file."""
-
-    file: str
-    line: int
-    field: str
-    value: Any
-    problem: str
-
-    def __str__(self) -> str:
-        value = repr(self.value)
-        if len(value) > 80:
-            value = value[:77] + "..."
-        return f"{self.file}:{self.line}: field `{self.field}` = {value}: {self.problem}"
-
-
-class LogValidationError(ValueError):
-    """A log file has invalid rows; `errors` lists every one of them."""
-
-    def __init__(self, file: str, errors: Sequence[RowError], n_rows: int) -> None:
-        self.file = file
-        self.errors = list(errors)
-        shown = "\n".join(f"  {e}" for e in self.errors[:MAX_REPORTED_ERRORS])
-        more = len(self.errors) - MAX_REPORTED_ERRORS
-        tail = ""
-        if more > 0:  # past the detailed ones, still name every bad line (compactly)
-            lines = sorted({e.line for e in self.errors})
-            tail = f"\n  ... and {more} more; all {len(lines)} invalid line(s): " + ", ".join(
-                str(n) for n in lines
-            )
-        msg = (
-            f"{len(self.errors)} invalid value(s) in {file} ({n_rows} rows read); nothing was "
-            f"loaded. Fix them, or pass skip_invalid=True (--skip-invalid) to drop those rows:\n"
-            f"{shown}{tail}"
-        )
-        super().__init__(msg)
 
 
 def _missing(value: Any) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from haps_core.catalog import Action
-from haps_core.logs.fields import LogValidationError, RowError
+from haps_core.logs.report import LogValidationError, RowError
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +72,29 @@ def _resolve_costs(
         )
         return out, False
     if missing:
-        errors = []
-        for i in missing:
-            fname, line = row_where[i]
-            backend = actions[i].backend
-            hint = (
-                f"no price for backend {backend!r} in `prices`"
-                if row_tokens[i] is not None
-                else "no `cost` and no `input_tokens`/`output_tokens`"
-            )
-            errors.append(RowError(fname, line, "cost", None, f"required when other rows carry cost: {hint}"))
+        where = [(*row_where[i], actions[i].backend, row_tokens[i] is not None) for i in missing]
+        errors = price_errors(where)
         raise LogValidationError(errors[0].file, errors, len(row_costs))
     return out, True
+
+
+def price_problem(backend: str, has_tokens: bool) -> str:
+    """Why a row's cost is unknown, and what fixes it (the same text for every row of a backend,
+    so a report groups them into one line per backend)."""
+    if has_tokens:
+        return (
+            f"required when other rows carry cost: no price for backend {backend!r} in `prices`; "
+            f"give its prices with --prices (prices=), or log a `cost` column"
+        )
+    return (
+        f"required when other rows carry cost: rows of backend {backend!r} have no `cost` and no "
+        f"`input_tokens`/`output_tokens`; log a `cost` column, or token counts with --prices"
+    )
+
+
+def price_errors(where: list[tuple[str, int, str, bool]]) -> list[RowError]:
+    """One `price` error per row (file, line, backend, has token counts) whose cost is unknown."""
+    return [
+        RowError(file, line, "cost", None, price_problem(backend, has_tokens), kind="price")
+        for file, line, backend, has_tokens in where
+    ]

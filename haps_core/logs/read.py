@@ -1,9 +1,9 @@
 """Reading routing logs (JSONL, JSONL.gz, CSV, Parquet) into a validated `RoutingLog`.
 
-Every row is validated and *all* errors of a file are reported at once, so a large export is
-fixed in one pass rather than one error per run. Nothing is dropped silently: bad rows fail the
-load unless ``skip_invalid=True`` is given, in which case the number skipped is logged and kept
-on the result.
+Every row is validated and *all* errors of a file are reported at once (a missing column once,
+identical row errors grouped), so a large export is fixed in one pass rather than one per run.
+Nothing is dropped silently: bad rows fail the load unless ``skip_invalid=True`` is given, in
+which case the number skipped is logged and kept on the result.
 """
 
 import csv
@@ -18,15 +18,10 @@ from typing import Any
 import numpy as np
 
 from haps_core.catalog import DEFAULT_PROMPT_STYLE, Action, RoutingSpace
-from haps_core.logs.fields import (
-    KNOWN_FIELDS,
-    REQUIRED_FIELDS,
-    LogValidationError,
-    RowError,
-    _missing,
-    _parse_field,
-)
-from haps_core.logs.prices import _resolve_costs, load_prices
+from haps_core.logs.columns import MISSING_FIELD, drop_covered, header_errors, log_ignored_columns
+from haps_core.logs.fields import KNOWN_FIELDS, REQUIRED_FIELDS, _missing, _parse_field
+from haps_core.logs.prices import _resolve_costs, load_prices, price_errors
+from haps_core.logs.report import LogValidationError, RowError
 from haps_core.logs.tables import RoutingLog
 
 logger = logging.getLogger(__name__)
@@ -140,13 +135,15 @@ def read_logs(
         space: a catalog to validate against: rows naming another backend or parameter value
             are errors. Without it the space is inferred from the rows.
         parameters: extra columns to keep as action parameters (beyond temperature and
-            prompt_style); other unknown columns are bookkeeping and are ignored (logged once).
+            prompt_style), besides those `space` declares; other unknown columns are
+            bookkeeping and are ignored (one notice lists them).
         duplicates: "mean" averages repeated observations of a (query, action) cell (they are
             independent draws of one call's quality); "error" reports them as bad rows.
         skip_invalid: drop invalid rows (and log how many) instead of failing the load.
 
     Raises:
-        LogValidationError: when any row is invalid (every error of the file is listed).
+        LogValidationError: when a required column is missing, or any row is invalid, or rows
+            lack a cost that other rows have (every error of the file is listed, grouped).
     """
     if duplicates not in DUPLICATE_POLICIES:
         msg = f"`duplicates` must be one of {DUPLICATE_POLICIES}, got {duplicates!r}"
@@ -160,6 +157,8 @@ def read_logs(
     if reserved:
         msg = f"`parameters` may not name log fields with a fixed meaning: {sorted(reserved)}"
         raise ValueError(msg)
+    if space is not None:  # the catalog's own parameters are columns to read, not bookkeeping
+        params += tuple(p for p in space.parameter_names if p not in KNOWN_FIELDS and p not in params)
 
     qid_pos: dict[str, int] = {}
     query_texts: list[str] = []
@@ -172,19 +171,25 @@ def read_logs(
     row_where: list[tuple[str, int]] = []
     n_skipped = 0
     ignored_columns: set[str] = set()
+    any_cost = False  # whether a valid row so far carries (or can compute) its cost
 
     for path in files:
         errors: list[RowError] = []
         seen_cells: dict[tuple[str, Action], int] = {}
         n_rows = 0
         fname = str(path)
+        columns: dict[str, None] = {}  # every column (CSV) or key (JSON) seen, in order
+        is_text = False
+        priceless: list[tuple[str, int, str, bool]] = []
         for line, raw, text in _iter_raw(path, errors):
             n_rows += 1
+            is_text = text
+            columns.update(dict.fromkeys(raw))
             row_errors: list[RowError] = []
             values: dict[str, Any] = {}
             for name in REQUIRED_FIELDS:
                 if name not in raw or _missing(raw[name]):
-                    row_errors.append(RowError(fname, line, name, raw.get(name), "required field is missing"))
+                    row_errors.append(RowError(fname, line, name, raw.get(name), MISSING_FIELD))
             for name, value in raw.items():
                 if name not in KNOWN_FIELDS and name not in params:
                     ignored_columns.add(name)
@@ -258,9 +263,18 @@ def read_logs(
             row_tokens.append(tokens)
             row_groups.append(values.get("dataset", ""))
             row_where.append((fname, line))
+            if "cost" in values or (tokens is not None and model in prices):
+                any_cost = True
+            else:
+                priceless.append((fname, line, model, tokens is not None))
         if n_rows == 0 and not errors:
             msg = f"`logs` file {fname!r} is empty: it holds no rows"
             raise ValueError(msg)
+        header = header_errors(fname, list(columns), n_rows, params, is_text) if columns else []
+        if header:  # no row is usable: this fails with or without skip_invalid
+            raise LogValidationError(fname, drop_covered(errors, header), n_rows)
+        if priceless and any_cost and not skip_invalid:
+            errors += price_errors(priceless)  # with the row errors, grouped per backend
         if errors:
             bad_lines = {e.line for e in errors}
             if not skip_invalid:
@@ -271,12 +285,7 @@ def read_logs(
     if not row_q:
         msg = f"no valid rows in {[str(f) for f in files]}"
         raise ValueError(msg)
-    if ignored_columns:
-        logger.info(
-            "columns kept as bookkeeping, not as parameters (declare them with `parameters` to "
-            "route on them): %s",
-            sorted(ignored_columns),
-        )
+    log_ignored_columns(ignored_columns, [str(f) for f in files])
 
     cost, has_cost = _resolve_costs(row_costs, row_tokens, actions, prices, row_where)
     if space is None:
