@@ -67,7 +67,8 @@ def _message(file: str, errors: Sequence[RowError], n_rows: int) -> str:
     if header:
         parts.append(
             f"{len(header)} required column(s) missing in {file} ({n_rows} rows read); nothing was "
-            "loaded. Fix the header (no row is usable without them, so skip_invalid cannot help):"
+            "loaded. Fix the header (no row is usable without them, so skip_invalid "
+            "(--skip-invalid) cannot help):"
         )
         parts += [f"  {e}" for e in header]
     if rows or priced:
