@@ -30,6 +30,7 @@ from haps_core.dispatch import (
     Plan,
     RoutedCaller,
     RoutingSettings,
+    pop_haps_keys,
 )
 from haps_integrations.langchain.messages import RUNNABLE_CHUNKS, as_message, read_input, with_haps
 from haps_integrations.langchain.params import async_sender, child_run, langchain_caller, sender
@@ -40,9 +41,11 @@ _CONFIGURABLE_NAMES = (f"configurable[{COST_WEIGHT_KEY!r}]", f"configurable[{MAX
 
 
 def _requested(config: RunnableConfig) -> tuple[Any, Any]:
-    """The per-call (cost weight, budget) of a config's ``configurable`` keys (None: unset)."""
-    configurable = config.get("configurable") or {}
-    return configurable.get(COST_WEIGHT_KEY), configurable.get(MAX_COST_KEY)
+    """The per-call (cost weight, budget) of a config's ``configurable`` keys (None: unset).
+
+    An unknown ``haps_*`` key is a `UserWarning` naming it and the allowed keys.
+    """
+    return pop_haps_keys(dict(config.get("configurable") or {}), "configurable")
 
 
 class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, BaseMessage]):
