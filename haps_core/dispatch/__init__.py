@@ -80,8 +80,8 @@ from haps_core.dispatch.stream import (
 )
 
 __all__ = [
-    "HAPS_KEYS",
     "COST_WEIGHT_KEY",
+    "HAPS_KEYS",
     "MAX_COST_KEY",
     "MAX_ROUTING_CHARS",
     "PROMPT_STYLE",

@@ -165,7 +165,7 @@ def test_finding_9_selector_parameters_reach_the_chosen_haps_llm():
     assert decision["backend"] == "large" and decision["selected_by"] == "HAPSSelector"
     assert decision["parameters"] == selection.parameters
     assert router.calls == [], "the selection is served: no second routing"
-    large_llm = tools[1].query_engine._response_synthesizer._llm  # noqa: SLF001
+    large_llm = tools[1].query_engine._response_synthesizer._llm
     assert large_llm.backends["large"].log[-1]["temperature"] == 0.7
 
 
