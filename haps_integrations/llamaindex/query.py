@@ -16,6 +16,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.query import QueryEndEvent, QueryStartEvent
+from llama_index.core.instrumentation.events.span import SpanDropEvent
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 class _Frame:
     """One query in progress: the decision records of its LLM calls and any HAPS selection."""
 
+    span_id: str | None
     records: list[dict[str, Any]] = field(default_factory=list)
     selection: Any = None  # a HAPSSelectorResult
 
@@ -32,8 +34,22 @@ _FRAMES: ContextVar[tuple[_Frame, ...]] = ContextVar("haps_query_frames", defaul
 _QUESTION: ContextVar[str | None] = ContextVar("haps_question", default=None)
 
 
+def _close(span_id: str | None) -> _Frame | None:
+    """Closes the frame of the query span ``span_id`` (and any left open above it)."""
+    frames = _FRAMES.get()
+    for i in range(len(frames) - 1, -1, -1):
+        if frames[i].span_id == span_id:
+            _FRAMES.set(frames[:i])
+            return frames[i]
+    return None
+
+
 class _QueryEvents(BaseEventHandler):
-    """Opens a frame on each query start; on its end, attaches the frame's decisions."""
+    """Opens a frame on each query start; on its end, attaches the frame's decisions.
+
+    A query that raises ends with a span drop instead: its frame is closed too, so a selection
+    never outlives its query.
+    """
 
     @classmethod
     def class_name(cls) -> str:
@@ -41,16 +57,16 @@ class _QueryEvents(BaseEventHandler):
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
         if isinstance(event, QueryStartEvent):
-            _FRAMES.set((*_FRAMES.get(), _Frame()))
-        elif isinstance(event, QueryEndEvent) and (frames := _FRAMES.get()):
-            *outer, frame = frames
-            _FRAMES.set(tuple(outer))
-            metadata = getattr(event.response, "metadata", None)
-            if frame.records and (metadata is not None or hasattr(event.response, "metadata")):
-                if metadata is None:
-                    metadata = event.response.metadata = {}
-                metadata["haps"] = frame.records[-1]
-                metadata["haps_calls"] = list(frame.records)
+            _FRAMES.set((*_FRAMES.get(), _Frame(event.span_id)))
+        elif isinstance(event, SpanDropEvent):
+            _close(event.span_id)
+        elif isinstance(event, QueryEndEvent) and (frame := _close(event.span_id)) and frame.records:
+            response = event.response
+            if hasattr(response, "metadata"):
+                if response.metadata is None:
+                    response.metadata = {}
+                response.metadata["haps"] = frame.records[-1]
+                response.metadata["haps_calls"] = list(frame.records)
 
 
 _HANDLER: _QueryEvents | None = None

@@ -20,7 +20,7 @@ from haps_integrations.langchain import ChatHAPS, HAPSRunnable
 from haps_integrations.llamaindex import HAPSLLM, HAPSSelector, haps_decision
 from tests.helpers.fake_router import FakeRouter
 from tests.helpers.lc_fakes import EchoChatModel
-from tests.helpers.li_fakes import EchoLLM
+from tests.helpers.li_fakes import EchoLLM, Unauthorized
 
 CHEAP = {"configurable": {"haps_cost_weight": 100.0}}
 
@@ -167,6 +167,25 @@ def test_finding_9_selector_parameters_reach_the_chosen_haps_llm():
     assert router.calls == [], "the selection is served: no second routing"
     large_llm = tools[1].query_engine._response_synthesizer._llm
     assert large_llm.backends["large"].log[-1]["temperature"] == 0.7
+
+
+def test_finding_9_a_selection_never_outlives_its_query():
+    router = FakeRouter()
+    failing = haps_llm(router)
+    for backend in failing.backends.values():
+        backend.errors.extend([Unauthorized("no key")] * 2)
+    tools = [
+        QueryEngineTool.from_defaults(
+            SummaryIndex.from_documents(DOCS).as_query_engine(llm=failing), name=name, description=name
+        )
+        for name in ("small", "large")
+    ]
+    engine = RouterQueryEngine(selector=HAPSSelector(router), query_engine_tools=tools, llm=MockLLM())
+    with pytest.raises(Exception, match="no key"):
+        engine.query("Write a creative poem")
+    answer = haps_llm(router, cost_weight=100.0).complete("Write a creative poem")
+    assert "selected_by" not in answer.additional_kwargs["haps"]
+    assert answer.additional_kwargs["haps"]["backend"] == "small", "routed again, not the old selection"
 
 
 # -- finding 10: the router's repr -------------------------------------------------------------
