@@ -150,8 +150,9 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
 
     Response metadata:
         ``response_metadata["haps"]``: the decision, ``served_by`` (after fallback), ``applied``
-        (mechanism per parameter), ``attempts`` and ``pinned`` parameters. In a stream it rides
-        on the first chunk.
+        (mechanism per parameter), ``attempts`` and ``pinned`` parameters. ``parameters`` (and
+        ``temperature``) are what was sent, pinned values included; ``router_parameters`` is
+        the router's own choice. In a stream it rides on the first chunk.
 
     Tracing: a chat-model run is a leaf in LangChain, so the backend call is made with no
     callbacks and does not appear as a separate child run (tokens are reported on this run).

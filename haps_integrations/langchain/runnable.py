@@ -87,8 +87,13 @@ class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, Bas
     ConfigurableField(id="haps_cost_weight"))`` works too, but LangChain's configurable wrapper
     then rebuilds the runnable per input and batches input by input (one router pass each).
 
+    The per-call keys (``haps_cost_weight``, ``haps_max_cost_per_query``) are the same on
+    `ChatHAPS` and ``HAPSLLM``; an unknown ``haps_*`` configurable key is a `UserWarning` that
+    names it and the allowed keys.
+
     The returned message carries ``response_metadata["haps"]``: the decision (backend,
-    parameters, predicted quality and cost, cost weight, alternatives), which backend served it
+    ``parameters`` as sent, the router's ``router_parameters``, predicted quality and cost,
+    cost weight, alternatives), which backend served it
     (``served_by``, after any fallback), the mechanism used per parameter (``applied``) and every
     attempt (``attempts``).
     """
