@@ -6,12 +6,14 @@ only how its messages are read and changed, how parameters reach its models, and
 """
 
 from haps_core.dispatch.caller import (
+    HAPS_KEYS,
     Answer,
     Applied,
     Plan,
     Prepared,
     RoutedCaller,
     decision_record,
+    pop_haps_keys,
     served_candidate,
 )
 from haps_core.dispatch.errors import error_text, is_transient
@@ -79,6 +81,7 @@ from haps_core.dispatch.stream import (
 
 __all__ = [
     "COST_WEIGHT_KEY",
+    "HAPS_KEYS",
     "MAX_COST_KEY",
     "MAX_ROUTING_CHARS",
     "PROMPT_STYLE",
@@ -123,6 +126,7 @@ __all__ = [
     "is_transient",
     "parameter_report",
     "pin_backend",
+    "pop_haps_keys",
     "pydantic_field",
     "query_text",
     "resolve_prompt_styles",

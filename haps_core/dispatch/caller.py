@@ -8,6 +8,7 @@ decision record; the integration supplies how inputs are read and restyled and h
 import asyncio
 import inspect
 import logging
+import warnings
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from haps_core.decision import Alternative, RouterLike, RoutingDecision, fallbac
 from haps_core.dispatch.params import parameter_report, warn_unreachable
 from haps_core.dispatch.prompts import PROMPT_STYLE, checked_prompt_styles, system_message_for
 from haps_core.dispatch.retry import Attempt, acall_with_fallback, call_with_fallback
-from haps_core.dispatch.routing import call_costs, check_pool, route_checked
+from haps_core.dispatch.routing import COST_WEIGHT_KEY, MAX_COST_KEY, call_costs, check_pool, route_checked
 from haps_core.dispatch.settings import Costs, RetryPolicy, check_router
 from haps_core.dispatch.stream import ChunkRules, Relay, anext_or_none
 from haps_core.errors import RoutingError
@@ -86,12 +87,32 @@ def served_candidate(decision: RoutingDecision, attempts: Sequence[Attempt]) -> 
     return next(c for c in fallback_order(decision) if c.backend == backend)
 
 
+HAPS_KEYS = (COST_WEIGHT_KEY, MAX_COST_KEY)
+"""The per-call ``haps_*`` keys every integration reads (LangChain ``configurable``, kwargs)."""
+
+
+def pop_haps_keys(values: dict[str, Any], where: str) -> tuple[Any, Any]:
+    """Pops the per-call ``(cost weight, budget)`` from ``values``; warns about unknown ``haps_*`` keys.
+
+    An unknown ``haps_*`` key (a typo such as ``haps_cost_wieght``) is removed too (it is never
+    meant for a backend) and named in one `UserWarning` with the allowed keys.
+    """
+    unknown = sorted(k for k in values if isinstance(k, str) and k.startswith("haps_") and k not in HAPS_KEYS)
+    if unknown:
+        msg = f"HAPS ignores unknown {where} keys {unknown}; the HAPS keys are {list(HAPS_KEYS)}"
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        for key in unknown:
+            del values[key]
+    return values.pop(COST_WEIGHT_KEY, None), values.pop(MAX_COST_KEY, None)
+
+
 def decision_record(
     decision: RoutingDecision,
     served: Alternative,
     applied: Mapping[str, str],
     attempts: Sequence[Attempt],
     max_cost_per_query: float | None = None,
+    pinned: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record an integration attaches to a response under ``"haps"``.
 
@@ -100,16 +121,27 @@ def decision_record(
     ``max_cost_per_query``, ``served_by`` (backend and parameters that answered, after any
     fallback), ``fallback`` (whether that differs from the choice), ``applied`` (parameter ->
     mechanism that carried it to the model) and ``attempts`` (every call, `Attempt.to_dict`).
+
+    ``parameters`` (and ``temperature``, ``served_by["parameters"]``) are what was SENT: the
+    router's choice with the caller's ``pinned`` parameters over it; ``router_parameters`` is
+    the router's own choice, and ``pinned`` the overrides (only when there are any).
     """
+    pinned = dict(pinned or {})
     record = decision.to_dict()
     record["alternatives"] = list(record["alternatives"])  # JSON-shaped: lists, not tuples
+    record["router_parameters"] = dict(decision.parameters)
+    record["parameters"] = {**decision.parameters, **pinned}
+    if "temperature" in pinned:
+        record["temperature"] = pinned["temperature"]
     record.update(
         max_cost_per_query=max_cost_per_query,
-        served_by={"backend": served.backend, "parameters": dict(served.parameters)},
+        served_by={"backend": served.backend, "parameters": {**served.parameters, **pinned}},
         fallback=served.action_index != decision.action_index,
         applied=dict(applied),
         attempts=[a.to_dict() for a in attempts],
     )
+    if pinned:
+        record["pinned"] = pinned
     return record
 
 
@@ -224,7 +256,7 @@ class RoutedCaller(Generic[B, In]):
         return Prepared(applied.backend, value, mechanisms, applied.kwargs, applied.configurable, number)
 
     def record(self, plan: Plan[In], prepared: Prepared[B, In], attempts: list[Attempt]) -> dict[str, Any]:
-        """The decision record (`decision_record`), plus ``pinned`` parameters if any."""
+        """The decision record (`decision_record`), with this caller's ``pinned`` parameters."""
         served = served_candidate(plan.decision, attempts)
         if served.action_index != plan.decision.action_index:
             logger.info(
@@ -233,10 +265,7 @@ class RoutedCaller(Generic[B, In]):
                 served.backend,
                 len(attempts),
             )
-        record = decision_record(plan.decision, served, prepared.applied, attempts, plan.max_cost)
-        if self.pinned:
-            record["pinned"] = dict(self.pinned)
-        return record
+        return decision_record(plan.decision, served, prepared.applied, attempts, plan.max_cost, self.pinned)
 
     # -- calling ---------------------------------------------------------------------------
     def call(

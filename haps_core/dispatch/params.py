@@ -119,31 +119,39 @@ def parameter_report(
     return report
 
 
-_WARNED: set[tuple[str, str, tuple[str, ...]]] = set()
+_WARNED: set[tuple[tuple[str, str, tuple[str, ...]], ...]] = set()
 
 
 def warn_unreachable(
     report: Mapping[str, Mapping[str, Mapping[str, Any]]], kinds: Mapping[str, str], check_name: str
 ) -> None:
-    """Logs the parameters of a `parameter_report` that cannot reach their backend's model.
+    """Logs, in ONE line for the whole pool, the parameters that cannot reach their backend's model.
 
-    Once per process for each (backend, class name, parameters): integrations are rebuilt per
-    call (LangChain's ``configurable_fields``, LlamaIndex's ``with_cost_weight``), and the
-    warning would flood the logs.
+    Backends that lose the same parameters are named together (``'a', 'b' (FakeChat)``). Once
+    per process for each such pool: integrations are rebuilt per call (LangChain's
+    ``configurable_fields``, LlamaIndex's ``with_cost_weight``), and the warning would flood the logs.
 
     Args:
         report: a `parameter_report`.
         kinds: backend name -> the class name of its model (for the message).
         check_name: the integration's method that prints the report (for the message).
     """
+    entries = []
     for backend, routes in report.items():
         lost = tuple(sorted(p for p, r in routes.items() if not r["reaches_model"]))
-        key = (backend, kinds[backend], lost)
-        if lost and key not in _WARNED:
-            _WARNED.add(key)
-            logger.warning(
-                "HAPS backend %r (%s): parameters %s have no way to reach the model; the "
-                "router's choice of them will be ignored (see %s())",
-                *key,
-                check_name,
-            )
+        if lost:
+            entries.append((backend, kinds[backend], lost))
+    key = tuple(entries)
+    if not entries or key in _WARNED:
+        return
+    _WARNED.add(key)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for backend, kind, lost in entries:
+        groups.setdefault(lost, []).append(f"{backend!r} ({kind})")
+    parts = "; ".join(f"{list(lost)} on {', '.join(names)}" for lost, names in groups.items())
+    logger.warning(
+        "HAPS: parameters with no way to reach the model: %s; the router's choice of them will be "
+        "ignored there (see %s())",
+        parts,
+        check_name,
+    )

@@ -89,6 +89,29 @@ class HAPSRouter(nn.Module):
 
         self.members = nn.ModuleList(RouterNet(self, seed_offset=i) for i in range(config.members))
 
+    def __repr__(self) -> str:
+        """A short summary (catalog size, encoder, architecture, training), not a module dump."""
+        enc = self.encoder_info.get("id") or getattr(self.encoder, "encoder_id", None)
+        if self.encoder_info.get("fine_tuned"):
+            enc = f"{enc} (fine-tuned)"
+        cfg = self.config
+        parts = [
+            f"{len(self.space.backends)} backends",
+            f"{len(self.space.actions)} actions",
+            f"encoder={enc!r}" if enc else "no encoder",
+            f"{cfg.members} member{'s' if cfg.members != 1 else ''} x hidden {cfg.hidden}",
+        ]
+        summary = self.training_summary
+        if summary:
+            trained = f"trained on {summary.get('train_queries', summary.get('queries', '?'))} queries"
+            when = summary.get("date") or summary.get("trained_at")
+            parts.append(f"{trained} ({when})" if when else trained)
+        else:
+            parts.append("untrained")
+        if not self.has_cost:
+            parts.append("no cost")
+        return f"HAPSRouter({', '.join(parts)})"
+
     # -- network ---------------------------------------------------------------------------
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
         """Standardised features, clipped to +-FEATURE_CLIP standard deviations: a query unlike

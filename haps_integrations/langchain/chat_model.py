@@ -11,10 +11,11 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from haps_core.dispatch import (
@@ -26,6 +27,7 @@ from haps_core.dispatch import (
     RoutedCaller,
     RoutingSettings,
     pin_backend,
+    pop_haps_keys,
 )
 from haps_integrations.langchain.messages import add_chunks, as_message, extract_query_text, with_haps
 from haps_integrations.langchain.params import async_sender, langchain_caller, leaf_call, sender
@@ -42,6 +44,13 @@ def _check_retries(value: int | None) -> int | None:
 
 def _read(messages: list[BaseMessage]) -> tuple[list[BaseMessage], str]:
     return messages, extract_query_text(messages)
+
+
+def _with_configurable(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the ``haps_*`` keys of ``config["configurable"]`` (a kwarg wins)."""
+    configurable = (config or {}).get("configurable") or {}
+    keys = {k: v for k, v in configurable.items() if isinstance(k, str) and k.startswith("haps_")}
+    return {**keys, **kwargs}
 
 
 def _mark_last(chunk: AIMessageChunk) -> AIMessageChunk:
@@ -93,10 +102,12 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
     Key init args:
         router: a HAPS router (``.space``, ``.route(...)``).
         backends: backend name -> chat model; must match the router's catalog exactly.
-        cost_weight / max_cost_per_query: the cost trade-off (see `HAPSRunnable`). Per call:
-            ``.invoke(x, haps_cost_weight=50.0)`` (or ``haps_max_cost_per_query=0.01``),
-            ``.bind(haps_cost_weight=50.0)``, or
-            ``.configurable_fields(cost_weight=ConfigurableField(id="haps_cost_weight"))``.
+        cost_weight / max_cost_per_query: the cost trade-off (see `HAPSRunnable`). Per call,
+            the same ``configurable`` keys as `HAPSRunnable`:
+            ``config={"configurable": {"haps_cost_weight": 50.0}}`` (or
+            ``haps_max_cost_per_query``), or as kwargs: ``.invoke(x, haps_cost_weight=50.0)``,
+            ``.bind(haps_cost_weight=50.0)`` (a kwarg wins over a configurable key). An unknown
+            ``haps_*`` key is a `UserWarning` naming it and the allowed keys.
         prompt_styles, max_attempts, max_backends, forwards_kwargs, retry_wait, call_timeout: as
             in `HAPSRunnable`.
         max_retries: LangChain's name for the same setting: retries per backend, so
@@ -139,8 +150,9 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
 
     Response metadata:
         ``response_metadata["haps"]``: the decision, ``served_by`` (after fallback), ``applied``
-        (mechanism per parameter), ``attempts`` and ``pinned`` parameters. In a stream it rides
-        on the first chunk.
+        (mechanism per parameter), ``attempts`` and ``pinned`` parameters. ``parameters`` (and
+        ``temperature``) are what was sent, pinned values included; ``router_parameters`` is
+        the router's own choice. In a stream it rides on the first chunk.
 
     Tracing: a chat-model run is a leaf in LangChain, so the backend call is made with no
     callbacks and does not appear as a separate child run (tokens are reported on this run).
@@ -223,6 +235,52 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         """See `HAPSRunnable.check_backends` (pinned parameters are included)."""
         return self._caller.check()
 
+    # -- the configurable keys: read here, since a chat model's _generate never sees the config --
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        """`BaseChatModel.invoke`, with the ``haps_*`` keys of ``config["configurable"]`` read."""
+        return super().invoke(input, config, stop=stop, **_with_configurable(config, kwargs))
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        """`BaseChatModel.ainvoke`, with the ``haps_*`` configurable keys read."""
+        return await super().ainvoke(input, config, stop=stop, **_with_configurable(config, kwargs))
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        """`BaseChatModel.stream`, with the ``haps_*`` configurable keys read."""
+        yield from super().stream(input, config, stop=stop, **_with_configurable(config, kwargs))
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        """`BaseChatModel.astream`, with the ``haps_*`` configurable keys read."""
+        async for chunk in super().astream(input, config, stop=stop, **_with_configurable(config, kwargs)):
+            yield chunk
+
     # -- internals -------------------------------------------------------------------------
     def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[Plan[Any], dict[str, Any]]:
         """Routes ``messages``; pops HAPS's own per-call kwargs from ``kwargs``.
@@ -231,7 +289,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         still picks its parameters (the backend's best action in the decision) but does not
         fall back to other backends, since the caller asked for that model.
         """
-        requested = (kwargs.pop(COST_WEIGHT_KEY, None), kwargs.pop(MAX_COST_KEY, None))
+        requested = pop_haps_keys(kwargs, "keyword argument / configurable")
         model = kwargs.pop("model", None)
         plan = self._caller.plan(messages, _read, requested, self._instance_costs())
         if model is not None and model != self.model_name:

@@ -30,6 +30,7 @@ from haps_core.dispatch import (
     Plan,
     RoutedCaller,
     RoutingSettings,
+    pop_haps_keys,
 )
 from haps_integrations.langchain.messages import RUNNABLE_CHUNKS, as_message, read_input, with_haps
 from haps_integrations.langchain.params import async_sender, child_run, langchain_caller, sender
@@ -40,9 +41,11 @@ _CONFIGURABLE_NAMES = (f"configurable[{COST_WEIGHT_KEY!r}]", f"configurable[{MAX
 
 
 def _requested(config: RunnableConfig) -> tuple[Any, Any]:
-    """The per-call (cost weight, budget) of a config's ``configurable`` keys (None: unset)."""
-    configurable = config.get("configurable") or {}
-    return configurable.get(COST_WEIGHT_KEY), configurable.get(MAX_COST_KEY)
+    """The per-call (cost weight, budget) of a config's ``configurable`` keys (None: unset).
+
+    An unknown ``haps_*`` key is a `UserWarning` naming it and the allowed keys.
+    """
+    return pop_haps_keys(dict(config.get("configurable") or {}), "configurable")
 
 
 class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, BaseMessage]):
@@ -84,8 +87,13 @@ class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, Bas
     ConfigurableField(id="haps_cost_weight"))`` works too, but LangChain's configurable wrapper
     then rebuilds the runnable per input and batches input by input (one router pass each).
 
+    The per-call keys (``haps_cost_weight``, ``haps_max_cost_per_query``) are the same on
+    `ChatHAPS` and ``HAPSLLM``; an unknown ``haps_*`` configurable key is a `UserWarning` that
+    names it and the allowed keys.
+
     The returned message carries ``response_metadata["haps"]``: the decision (backend,
-    parameters, predicted quality and cost, cost weight, alternatives), which backend served it
+    ``parameters`` as sent, the router's ``router_parameters``, predicted quality and cost,
+    cost weight, alternatives), which backend served it
     (``served_by``, after any fallback), the mechanism used per parameter (``applied``) and every
     attempt (``attempts``).
     """

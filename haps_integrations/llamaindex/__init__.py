@@ -14,6 +14,7 @@ from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY
 from haps_integrations.llamaindex.llm import HAPSLLM
 from haps_integrations.llamaindex.messages import apply_system_message, extract_query_text, message_text
 from haps_integrations.llamaindex.params import MECHANISMS, apply_parameters
+from haps_integrations.llamaindex.query import haps_decision
 from haps_integrations.llamaindex.selector import HAPSSelector, HAPSSelectorResult
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "apply_parameters",
     "apply_system_message",
     "extract_query_text",
+    "haps_decision",
     "message_text",
 ]

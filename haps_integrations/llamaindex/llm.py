@@ -9,6 +9,7 @@ import asyncio
 import logging
 import warnings
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from llama_index.core.base.llms.types import (
@@ -23,6 +24,8 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.types import TokenAsyncGen, TokenGen
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from haps_core.decision import RouterLike, RoutingDecision, check_cost_weight
@@ -35,6 +38,7 @@ from haps_core.dispatch import (
     RoutingSettings,
     astream_or_thread,
     async_or_thread,
+    pop_haps_keys,
 )
 from haps_integrations.llamaindex.messages import (
     CHAT_CHUNKS,
@@ -46,6 +50,13 @@ from haps_integrations.llamaindex.messages import (
     with_haps,
 )
 from haps_integrations.llamaindex.params import DETAILS, apply_parameters
+from haps_integrations.llamaindex.query import (
+    current_question,
+    current_selection,
+    listen_to_queries,
+    note_record,
+    question_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +84,19 @@ class HAPSLLM(RoutingSettings, LLM):
         cost_weight: lambda, quality points per USD (>= 0). None: the router's
             ``default_cost_weight`` (0.0 if it has none). Per call: ``haps_cost_weight=x``.
         max_cost_per_query: a USD budget per query that the router calibrates a cost weight
-            from (instead of ``cost_weight``). Per call: ``haps_max_cost_per_query=x``.
+            from (instead of ``cost_weight``). Per call: ``haps_max_cost_per_query=x``. The
+            per-call keys are those of the LangChain integration's ``configurable``; an unknown
+            ``haps_*`` kwarg is a `UserWarning` naming it and the allowed keys.
         prompt_styles: style name -> system-message text, overriding or extending the router's.
         max_attempts: calls of one backend before falling back (transient errors only; a
             permanent error such as a 401 falls back at once).
         max_backends: how many distinct backends to try per call (None: all in the decision).
-        routing_text: ``messages -> str``, the text the router scores. Default: the last user
-            message's text (`extract_query_text`). In a RAG query engine that message is the
-            filled QA template (retrieved context + query); pass a function that pulls out the
-            query if the router should see the query alone. ``complete`` passes its prompt as one
-            user message.
+        routing_text: ``messages -> str``, the text the router scores. Default: the user's
+            question when the call comes from a templated prompt (``predict``/``stream``, as
+            query engines call it) whose ``query_str`` variable is set, so the router does not
+            score the retrieved context of a QA template; otherwise the last user message's
+            text (`extract_query_text`; ``complete`` passes its prompt as one user message).
+            Pass ``routing_text=extract_query_text`` to score the whole filled template.
         retry_wait: tenacity wait strategy between retries (default: jittered exponential,
             0.05 s to 2 s). Tests pass ``tenacity.wait_none()``.
         call_timeout: seconds one backend call may take (for a stream: until its first chunk);
@@ -101,11 +115,16 @@ class HAPSLLM(RoutingSettings, LLM):
             response = index.as_query_engine().query("...")
 
     Each response (``chat``, ``complete``, every streamed chunk) carries
-    ``additional_kwargs["haps"]``: the decision (backend, parameters, predicted quality and cost,
-    cost weight, alternatives), ``served_by`` (after any fallback), ``applied`` (the mechanism
-    per parameter) and ``attempts``. A query engine keeps only the text of the LLM's answer, so
-    there the decision is on the LLM events: the instrumentation ``LLMChatEndEvent.response``
-    and the callback manager's ``CBEventType.LLM`` end payload (``EventPayload.RESPONSE``).
+    ``additional_kwargs["haps"]``: the decision (backend, ``parameters`` as sent, the router's
+    ``router_parameters``, predicted quality and cost, cost weight, alternatives),
+    ``served_by`` (after any fallback), ``applied`` (the mechanism per parameter) and
+    ``attempts``. A query engine's ``Response`` carries it in ``metadata["haps"]`` (the last
+    HAPS call of the query; ``metadata["haps_calls"]``: all of them); `haps_decision(response)`
+    reads either.
+
+    Under a ``RouterQueryEngine`` whose selector is a `HAPSSelector`, a HAPSLLM of the chosen
+    tool's engine serves the selection (its backend and parameters, no second routing) when
+    that backend is in its pool; the record then has ``selected_by="HAPSSelector"``.
 
     Other keyword arguments of a call are passed on to the backend's method unchanged.
     """
@@ -159,6 +178,7 @@ class HAPSLLM(RoutingSettings, LLM):
             details=DETAILS,
             labels=("an LLM", "LLMs not in the catalog"),
         )
+        listen_to_queries()
         return self
 
     @property
@@ -216,24 +236,41 @@ class HAPSLLM(RoutingSettings, LLM):
 
     # -- internals: one routed call, sync or async, whole or streamed ------------------------
     def _read(self, query: Query) -> tuple[Query, str]:
-        text = (self.routing_text or extract_query_text)(as_messages(query))
+        question = current_question() if self.routing_text is None else None
+        text = question or (self.routing_text or extract_query_text)(as_messages(query))
         if not isinstance(text, str) or not text.strip():
             msg = f"`routing_text` must return a non-empty string, got {text!r:.200}"
             raise ValueError(msg)
         return query, text
 
     def _plan(self, query: Query, kwargs: Mapping[str, Any]) -> tuple[Plan[Query], dict[str, Any]]:
-        """Routes ``query``; the call's kwargs without HAPS's own per-call keys go to the backend."""
+        """Routes ``query``; the call's kwargs without HAPS's own per-call keys go to the backend.
+
+        Under a `HAPSSelector` selection of a backend of this pool, the selection is the plan.
+        """
         rest = dict(kwargs)
-        requested = (rest.pop(COST_WEIGHT_KEY, None), rest.pop(MAX_COST_KEY, None))
+        requested = pop_haps_keys(rest, "keyword argument")
+        selection = current_selection()
+        if selection is not None and selection.backend in self.backends:
+            decision = selection.to_decision()
+            others = tuple(a for a in decision.alternatives if a.backend in self.backends)
+            return Plan(replace(decision, alternatives=others), query, None), rest
         return self._caller.plan(query, self._read, requested, self._instance_costs()), rest
+
+    def _noted(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` (marked when a selection was served), noted for the query's ``Response``."""
+        selection = current_selection()
+        if selection is not None and selection.backend in self.backends:
+            record["selected_by"] = "HAPSSelector"
+        note_record(record)
+        return record
 
     def _respond(self, method: str, query: Query, kwargs: Mapping[str, Any]) -> Any:
         plan, rest = self._plan(query, kwargs)
         answer = self._caller.call(
             plan, lambda _, p: getattr(p.backend, method)(p.input, **rest), self._retry_policy()
         )
-        return with_haps(answer.output, answer.record)
+        return with_haps(answer.output, self._noted(answer.record))
 
     async def _arespond(self, methods: tuple[str, str], query: Query, kwargs: Mapping[str, Any]) -> Any:
         """`_respond`, awaited: ``methods`` is (async method, sync one for a backend without it)."""
@@ -244,7 +281,7 @@ class HAPSLLM(RoutingSettings, LLM):
             return await async_or_thread(lambda: acall(p.input, **rest), lambda: call(p.input, **rest))
 
         answer = await self._caller.acall(plan, send, self._retry_policy())
-        return with_haps(answer.output, answer.record)
+        return with_haps(answer.output, self._noted(answer.record))
 
     def _stream(
         self, method: str, query: Query, kwargs: Mapping[str, Any], rules: ChunkRules
@@ -253,6 +290,7 @@ class HAPSLLM(RoutingSettings, LLM):
         relay = self._caller.stream(
             plan, lambda _, p: getattr(p.backend, method)(p.input, **rest), self._retry_policy(), rules
         )
+        self._noted(relay.record)
         return relay.chunks()
 
     async def _astream(
@@ -265,7 +303,29 @@ class HAPSLLM(RoutingSettings, LLM):
             return astream_or_thread(lambda: astream(p.input, **rest), lambda: stream(p.input, **rest))
 
         relay = await self._caller.astream(plan, open_stream, self._retry_policy(), rules)
+        self._noted(relay.record)
         return relay.achunks()
+
+    # -- templated prompts (query engines): route on the template's ``query_str`` ----------------
+    def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """`LLM.predict`, routing on the template's ``query_str`` (see ``routing_text``)."""
+        with question_of(prompt_args, prompt):
+            return super().predict(prompt, **prompt_args)
+
+    async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """`LLM.apredict`, routing on the template's ``query_str``."""
+        with question_of(prompt_args, prompt):
+            return await super().apredict(prompt, **prompt_args)
+
+    def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
+        """`LLM.stream`, routing on the template's ``query_str`` (routing happens in this call)."""
+        with question_of(prompt_args, prompt):
+            return super().stream(prompt, **prompt_args)
+
+    async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
+        """`LLM.astream`, routing on the template's ``query_str``."""
+        with question_of(prompt_args, prompt):
+            return await super().astream(prompt, **prompt_args)
 
     # -- chat ------------------------------------------------------------------------------
     @llm_chat_callback()

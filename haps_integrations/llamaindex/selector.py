@@ -26,6 +26,7 @@ from haps_core.decision import (
 )
 from haps_core.dispatch import check_router, routing_lock, routing_text
 from haps_core.errors import RoutingError
+from haps_integrations.llamaindex.query import listen_to_queries, note_selection
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,11 @@ class HAPSSelector(BaseSelector):
 
     Choices are matched to backends by ``ToolMetadata.name``; a choice whose name is not a
     backend of the catalog is a ValueError that lists the known names.
+
+    The selection's parameters are applied when the chosen tool's engine answers with a
+    `HAPSLLM` whose pool has the chosen backend: inside that query, the HAPSLLM serves the
+    selection (that backend, these parameters; the other choices as fallbacks) instead of
+    routing again. Another LLM gets no parameters: read them from ``selector_result``.
     """
 
     def __init__(self, router: RouterLike, cost_weight: float | None = None) -> None:
@@ -133,6 +139,7 @@ class HAPSSelector(BaseSelector):
         self._router = router
         self._cost_weight: float | None = None
         self.cost_weight = cost_weight
+        listen_to_queries()
 
     @property
     def router(self) -> RouterLike:
@@ -259,11 +266,17 @@ class HAPSSelector(BaseSelector):
         backends = self._choice_backends(choices)
         cost_weight = self._effective_cost_weight()
         quality, cost = self._predict(self._query_text(query))
-        return self._decide(backends, quality, cost, cost_weight)
+        return note_selected(self._decide(backends, quality, cost, cost_weight))
 
     async def _aselect(self, choices: Sequence[ToolMetadata], query: QueryBundle) -> HAPSSelectorResult:
         backends = self._choice_backends(choices)
         cost_weight = self._effective_cost_weight()
         # the router's forward pass is CPU/GPU work: keep it off the event loop
         quality, cost = await asyncio.to_thread(self._predict, self._query_text(query))
-        return self._decide(backends, quality, cost, cost_weight)
+        return note_selected(self._decide(backends, quality, cost, cost_weight))
+
+
+def note_selected(result: HAPSSelectorResult) -> HAPSSelectorResult:
+    """Keeps ``result`` for the rest of the query, so a `HAPSLLM` of the chosen engine serves it."""
+    note_selection(result)
+    return result

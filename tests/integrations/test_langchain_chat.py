@@ -81,7 +81,9 @@ def test_pinned_temperature_overrides_the_router():
     msg = chat.invoke("Write a creative poem")
     assert chat.backends["large"].log[-1]["temperature"] == 0.2
     assert msg.response_metadata["haps"]["pinned"] == {"temperature": 0.2}
-    assert msg.response_metadata["haps"]["temperature"] == 0.7, "the router's choice is still reported"
+    # issue 14, finding 9: `parameters`/`temperature` are what was sent; the router's choice is kept
+    assert msg.response_metadata["haps"]["router_parameters"]["temperature"] == 0.7, "router's choice"
+    assert msg.response_metadata["haps"]["temperature"] == 0.2, "what reached the model"
 
 
 def test_check_backends_includes_pinned_parameters():
