@@ -30,7 +30,7 @@ demo: $(STAMP)
 	cat out/decisions.jsonl
 	$(BIN)/haps eval --router haps-default --plot out/frontier.png --json out/metrics.json
 
-DATA ?= $(or $(HAPS_DATA_DIR),../shared/data/haps-bench)
+DATA ?= $(or $(HAPS_DATA_DIR),haps_core/data/haps_bench)
 
 # Trains the router shipped in the package on the haps-bench train split (20% of queries held
 # out, seed 0) and records its evaluation on the held-out queries in its model card.
