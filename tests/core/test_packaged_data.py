@@ -70,6 +70,8 @@ def test_finding_11_packaged_data_goes_into_the_wheel():
     """hatch ships every file under the listed packages; nothing in .gitignore excludes the data."""
     import tomllib
 
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (e.g. a git archive copy): .gitignore cannot be consulted")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "haps_core" in config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     ignored = subprocess.run(
