@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,10 @@ def test_finding_11_clean_copy_without_shared_finds_its_packaged_data(tmp_path):
     """A copy of the package placed where no ../shared exists: a fresh interpreter finds the data."""
     copy = tmp_path / "clone"
     copy.mkdir()
-    (copy / "haps_core").symlink_to(ROOT / "haps_core")
+    # a real copy (not a link, which would resolve back beside this checkout's ../shared)
+    shutil.copytree(
+        ROOT / "haps_core", copy / "haps_core", ignore=shutil.ignore_patterns("default_router", "__pycache__")
+    )
     assert not (tmp_path / "shared").exists()
     env = {k: v for k, v in os.environ.items() if k != paths.DATA_DIR_ENV}
     env["PYTHONPATH"] = str(copy)
@@ -41,7 +45,7 @@ def test_finding_11_clean_copy_without_shared_finds_its_packaged_data(tmp_path):
         [sys.executable, "-c", code], cwd=copy, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert [Path(p).name for p in out] == ["logs.jsonl.gz", "prices.json"]
-    assert all(Path(p).is_file() for p in out)
+    assert all(Path(p).is_file() and Path(p).is_relative_to(copy) for p in out)
 
 
 def test_finding_11_env_var_still_overrides(tmp_path, monkeypatch):
