@@ -30,14 +30,14 @@ demo: $(STAMP)
 	cat out/decisions.jsonl
 	$(BIN)/haps eval --router haps-default --plot out/frontier.png --json out/metrics.json
 
-DATA ?= $(or $(HAPS_DATA_DIR),../shared/data/haps-bench)
+DATA ?= $(or $(HAPS_DATA_DIR),haps_core/data/haps_bench)
 
 # Trains the router shipped in the package on the haps-bench train split (20% of queries held
 # out, seed 0) and records its evaluation on the held-out queries in its model card.
 default-router: $(STAMP)
 	mkdir -p out
 	$(BIN)/haps train --logs $(DATA)/logs.jsonl.gz --prices $(DATA)/prices.json \
-	  --holdout-fraction 0.2 --holdout-seed 0 --seed 0 --output haps_core/default_router
+	  --holdout-fraction 0.2 --holdout-seed 0 --seed 0 --prompt-styles builtin --output haps_core/default_router
 	$(BIN)/haps eval --router haps_core/default_router --record --json out/default-router-eval.json \
 	  --plot out/default-router-frontier.png
 

@@ -21,10 +21,11 @@ ParamValue = str | float | int | bool
 
 DEFAULT_PROMPT_STYLE = "default"
 
-# System-message templates of the prompt styles found in common evaluation logs. A style maps to
-# a system message that the integrations prepend; "default" adds nothing. Users may override or
-# extend these per router or per integration.
-DEFAULT_PROMPT_STYLES: dict[str, str] = {
+# Built-in system-message texts for the prompt styles of common evaluation logs. Never applied on
+# their own: a router gets them only when asked by name (`fit(prompt_styles="builtin")`,
+# `haps train --prompt-styles builtin`) or when a caller passes them as `prompt_styles=`.
+BUILTIN_PROMPT_STYLES_NAME = "builtin"
+BUILTIN_PROMPT_STYLES: dict[str, str] = {
     "default": "",
     "answer_only": "Answer with the final answer only, without any explanation.",
     "cot": "Think step by step, then give the final answer on the last line.",
@@ -41,6 +42,7 @@ DEFAULT_PROMPT_STYLES: dict[str, str] = {
         "response but include any essential information. Give the final answer on the last line."
     ),
 }
+DEFAULT_PROMPT_STYLES = BUILTIN_PROMPT_STYLES  # the former name
 
 
 def _check_name(value: Any, what: str) -> str:
@@ -205,7 +207,8 @@ class RoutingSpace:
     Args:
         backends: the backends, one per name.
         actions: the actions; their backends must be listed in ``backends``.
-        prompt_styles: system-message template per prompt style name used by the actions.
+        prompt_styles: system-message text per prompt style name; a style the actions use
+            without one has no text (recorded as null; the integrations refuse to serve it).
     """
 
     backends: tuple[Backend, ...]
@@ -249,11 +252,15 @@ class RoutingSpace:
         if len(actions) != len(self.actions):
             msg = "`actions` contains duplicates"
             raise ValueError(msg)
-        styles = dict(self.prompt_styles)
-        for action in actions:
-            style = action.prompt_style
-            if style not in styles:
-                styles[style] = DEFAULT_PROMPT_STYLES.get(style, "")
+        styles = {}
+        for name, text in self.prompt_styles:  # "" (but for "default"): the style has no text
+            if not isinstance(text, str):
+                msg = f"prompt style {name!r}: the system-message text must be a string, got {text!r}"
+                raise ValueError(msg)
+            if text.strip() or name == DEFAULT_PROMPT_STYLE:
+                styles[name] = text
+        if any(a.prompt_style == DEFAULT_PROMPT_STYLE for a in actions):
+            styles.setdefault(DEFAULT_PROMPT_STYLE, "")
         object.__setattr__(self, "backends", tuple(sorted(self.backends, key=lambda b: b.name)))
         object.__setattr__(self, "actions", actions)
         object.__setattr__(self, "prompt_styles", tuple(sorted(styles.items())))
@@ -300,9 +307,20 @@ class RoutingSpace:
     def prompt_style_text(self, style: str) -> str:
         styles = dict(self.prompt_styles)
         if style not in styles:
-            msg = f"unknown prompt style {style!r}; known: {sorted(styles)}"
+            msg = f"prompt style {style!r} has no system-message text; styles with one: {sorted(styles)}"
             raise KeyError(msg)
         return styles[style]
+
+    @property
+    def styles_without_text(self) -> list[str]:
+        """Prompt styles the actions use that have no system-message text (recorded as null)."""
+        return sorted({a.prompt_style for a in self.actions} - {n for n, _ in self.prompt_styles})
+
+    def with_prompt_styles(self, texts: Mapping[str, str]) -> "RoutingSpace":
+        """This space with ``texts`` (style name -> system text) for the styles its actions use."""
+        used = {a.prompt_style for a in self.actions}
+        styles = dict(self.prompt_styles) | {k: v for k, v in texts.items() if k in used}
+        return RoutingSpace(self.backends, self.actions, tuple(styles.items()))
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -317,7 +335,7 @@ class RoutingSpace:
         Args:
             actions: the observed actions.
             prices: optional backend name -> (input, output) USD per 1M tokens.
-            prompt_styles: optional style templates overriding the defaults.
+            prompt_styles: optional style name -> system-message text; other styles have none.
         """
         actions = sorted(set(actions), key=Action.sort_key)
         grids: dict[str, dict[str, set[ParamValue]]] = {}
@@ -349,7 +367,7 @@ class RoutingSpace:
         return {
             "backends": [b.to_dict() for b in self.backends],
             "actions": [a.to_dict() for a in self.actions],
-            "prompt_styles": dict(self.prompt_styles),
+            "prompt_styles": dict(self.prompt_styles) | dict.fromkeys(self.styles_without_text),
         }
 
     @classmethod
@@ -361,7 +379,7 @@ class RoutingSpace:
         return cls(
             tuple(Backend.from_dict(b) for b in data["backends"]),
             tuple(Action.from_dict(a) for a in data["actions"]),
-            tuple(dict(data.get("prompt_styles", {})).items()),
+            tuple((k, v) for k, v in dict(data.get("prompt_styles", {})).items() if v is not None),
         )
 
     def to_json(self) -> str:

@@ -1,4 +1,4 @@
-"""Where HAPS keeps and finds files: its cache, the shipped default router, the haps-bench data."""
+"""Where HAPS keeps and finds files: its cache, the shipped default router, the packaged haps-bench data."""
 
 import os
 from pathlib import Path
@@ -8,7 +8,7 @@ from haps_core.errors import DataNotFoundError
 CACHE_ENV = "HAPS_CACHE_DIR"
 DATA_DIR_ENV = "HAPS_DATA_DIR"
 _PACKAGE = Path(__file__).resolve().parent
-_DEFAULT_RELATIVE = Path("..") / "shared" / "data" / "haps-bench"
+_PACKAGED_DATA = _PACKAGE / "data" / "haps_bench"
 
 
 def default_cache_dir() -> Path:
@@ -22,27 +22,30 @@ def default_router_dir() -> Path:
     return _PACKAGE / "default_router"
 
 
+def packaged_data_dir() -> Path:
+    """The copy of haps-bench shipped inside the package (logs, prices, licence, dataset card)."""
+    return _PACKAGED_DATA
+
+
 def data_dir(required: bool = True) -> Path | None:
     """Returns the haps-bench folder.
 
-    Looks at ``$HAPS_DATA_DIR`` first, then ``../shared/data/haps-bench`` relative to the current
-    directory and to the source checkout.
+    ``$HAPS_DATA_DIR`` when set (and then only there: a wrong setting is an error, not a silent
+    fallback), otherwise the copy shipped inside the package.
 
     Args:
         required: raise `DataNotFoundError` (saying how to point at the data) when not found;
             otherwise return None.
     """
     env = os.environ.get(DATA_DIR_ENV)
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / _DEFAULT_RELATIVE, _PACKAGE.parent / _DEFAULT_RELATIVE]
-    for path in candidates:
-        if (path / "logs.jsonl.gz").is_file():
-            return path.resolve()
+    path = Path(env) if env else _PACKAGED_DATA
+    if (path / "logs.jsonl.gz").is_file():
+        return path.resolve()
     if not required:
         return None
-    where = ", ".join(str(p) for p in candidates)
+    where = f"{DATA_DIR_ENV}={env}" if env else f"the packaged copy {path}"
     msg = (
-        f"haps-bench data not found (looked in: {where}). Set {DATA_DIR_ENV} to the folder that "
+        f"haps-bench data not found (looked in {where}). Set {DATA_DIR_ENV} to the folder that "
         "holds logs.jsonl.gz and prices.json, or pass --logs/--prices explicitly."
     )
     raise DataNotFoundError(msg)

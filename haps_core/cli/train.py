@@ -43,6 +43,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--holdout-seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
     p.add_argument(
+        "--prompt-styles",
+        default=None,
+        metavar="FILE",
+        help="JSON object: prompt style name -> system-message text, recorded in the router; "
+        "'builtin' for the built-in texts; logged styles left without one are recorded as 'no text'",
+    )
+    p.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -121,8 +128,10 @@ def _train(args: argparse.Namespace, output: Path) -> int:
     from haps_core.model import RouterConfig
     from haps_core.training import TrainingConfig, fit
     from haps_core.training import distributed as ddp
+    from haps_core.training.styles import load_prompt_styles
 
     main = ddp.is_main_process()
+    prompt_styles = load_prompt_styles(args.prompt_styles)  # a bad file fails before the logs are read
     training = TrainingConfig(epochs=args.epochs, seed=args.seed, device=args.device)
     start = time.perf_counter()
     log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
@@ -143,6 +152,7 @@ def _train(args: argparse.Namespace, output: Path) -> int:
         encoder_lr=args.encoder_lr,
         device=args.device,
         cache=not args.no_cache,
+        prompt_styles=prompt_styles,
     )
     ddp.save_on_main(router, output)
     took = time.perf_counter() - start

@@ -24,8 +24,10 @@ def resolve_prompt_styles(
 ) -> dict[str, str]:
     """The system-message text of every prompt style: the router's own, then ``overrides``.
 
-    Overrides may change a style's text or add styles the router does not know (harmless: the
-    router never chooses them). Texts must be strings; an empty text means "no system message".
+    The router's own texts are exactly those its checkpoint records (never a built-in filled in
+    here); a style recorded with no text is absent until ``overrides`` gives it one. Overrides may
+    change a style's text or add styles the router does not know (harmless: the router never
+    chooses them). Texts must be strings; `checked_prompt_styles` refuses empty ones.
 
     Args:
         space: the router's routing space (its ``prompt_styles``), or None for overrides only.
@@ -92,6 +94,9 @@ def styles_without_text(space: RoutingSpace, styles: Mapping[str, str]) -> list[
 def checked_prompt_styles(space: RoutingSpace, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """`resolve_prompt_styles`, checked up front: every style the router can choose has a text.
 
+    Called when an integration is built, so a router trained without texts for its styles fails
+    there, not at the first call; there is no fallback to built-in texts or to an empty one.
+
     Raises:
         ValueError: an action of ``space`` uses a style with no (or an empty) text.
     """
@@ -99,8 +104,10 @@ def checked_prompt_styles(space: RoutingSpace, overrides: Mapping[str, str] | No
     missing = styles_without_text(space, styles)
     if missing:
         msg = (
-            f"the router can choose prompt styles {missing}, which have no system-message text; "
-            "pass `prompt_styles={name: text}` for them"
+            f"the router can choose prompt styles {missing}, which have no system-message text "
+            "(its checkpoint records them as 'no text'); pass `prompt_styles={name: text}` for them "
+            "(`haps_core.catalog.BUILTIN_PROMPT_STYLES` holds built-in texts to opt into), or "
+            "retrain with `haps train --prompt-styles FILE`"
         )
         raise ValueError(msg)
     return styles

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 TEMPLATE_NAME = "model_card_template.md"
 PLACEHOLDER_REPO_ID = "ORG/NAME"
 CARD_TAGS = ("haps", "llm-routing", "router")
+NO_TEXT = "no text (the integrations need `prompt_styles=` for it)"
 
 # Titles of the metrics `haps eval` prints (haps_core.evaluation._COLUMNS; a test keeps them in
 # step), and what they mean, for the evaluation table.
@@ -205,7 +206,7 @@ class HAPSModelCardData:
             for b in space["backends"]
         ]
         styles = [
-            {"name": _cell(name), "text": _cell(text) if text else "(none)"}
+            {"name": _cell(name), "text": _cell(text) if text else NO_TEXT if text is None else "(none)"}
             for name, text in sorted((space.get("prompt_styles") or {}).items())
         ]
         versions = [("haps", str(config.get("library_version", "?")))]

@@ -115,10 +115,14 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 
 def check_prompt_styles(path: Path, config: dict[str, Any], space: RoutingSpace) -> list[str]:
-    """Every action's prompt style must have a template in the config, in the recorded order."""
+    """Every action's prompt style must be listed in the config (with its text, or null for a
+    style that has none), in the recorded order."""
     templates = config["space"].get("prompt_styles", {})
-    if not isinstance(templates, dict) or not all(isinstance(v, str) for v in templates.values()):
-        msg = f"{path}: `space.prompt_styles` must map style names to system-message templates"
+    texts_ok = isinstance(templates, dict) and all(
+        v is None or isinstance(v, str) for v in templates.values()
+    )
+    if not texts_ok:
+        msg = f"{path}: `space.prompt_styles` must map style names to system-message texts (or null)"
         raise CheckpointError(msg)
     styles = sorted({a.prompt_style for a in space.actions})
     for action in space.actions:

@@ -19,6 +19,7 @@ from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import distributed as ddp
 from haps_core.training.config import TrainingConfig
 from haps_core.training.providers import FineTunedEncoderFeatures
+from haps_core.training.styles import PromptStyles, with_prompt_styles
 from haps_core.training.trainer import build_router, train_router
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def fit(
     encoder_lr: float = 2e-5,
     device: str = "auto",
     cache: bool = True,
+    prompt_styles: PromptStyles | None = None,
 ) -> HAPSRouter:
     """Trains a router on routing logs in one call, exactly as `haps train` does.
 
@@ -158,6 +160,11 @@ def fit(
         encoder_lr: the encoder's learning rate when fine-tuning.
         device: where the encoder runs, and training too unless `training_config` names one.
         cache: keep the embeddings of a named encoder in the on-disk cache.
+        prompt_styles: the system-message text of each logged prompt style, recorded in the
+            checkpoint: a mapping, the path of a JSON file of one, or ``"builtin"`` for the built-in
+            texts (`haps_core.catalog.BUILTIN_PROMPT_STYLES`). Styles left without a text train
+            (with one warning) and are recorded as having none. A `RoutingLog` read against a
+            catalog keeps the catalog's texts unless these replace them.
 
     Example:
         >>> router = haps_core.fit("logs.jsonl", holdout_fraction=0.2)  # doctest: +SKIP
@@ -169,6 +176,7 @@ def fit(
             raise ValueError(msg)
     else:
         log = _read(log, prices, skip_invalid)
+    log = with_prompt_styles(log, prompt_styles)
     training = training_config or TrainingConfig(device=device)
     if training.device == "auto" and device != "auto":
         training = dataclasses.replace(training, device=device)

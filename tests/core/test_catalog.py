@@ -31,7 +31,10 @@ def test_json_round_trip():
     back = RoutingSpace.from_json(s.to_json())
     assert back == s
     assert back.backend("b").input_price == 1.0
-    assert json.loads(s.to_json())["prompt_styles"]["cot"]
+    assert json.loads(s.to_json())["prompt_styles"]["cot"] is None  # no text given: recorded as "no text"
+    texts = s.with_prompt_styles({"cot": "Reason step by step."})
+    assert json.loads(texts.to_json())["prompt_styles"]["cot"] == "Reason step by step."
+    assert RoutingSpace.from_json(texts.to_json()) == texts
 
 
 def test_action_outside_grid_is_refused():

@@ -49,7 +49,7 @@ def test_missing_bench_data_says_how_to_point_at_it(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     import haps_core.paths as paths
 
-    monkeypatch.setattr(paths, "_DEFAULT_RELATIVE", tmp_path / "also-nowhere")
+    monkeypatch.setattr(paths, "_PACKAGED_DATA", tmp_path / "also-nowhere")
     rc = main(["eval"])
     assert rc == 2
     assert "HAPS_DATA_DIR" in capsys.readouterr().err

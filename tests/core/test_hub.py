@@ -24,6 +24,7 @@ from haps_core.hub import files as hub_files
 from haps_core.logs import read_logs
 from haps_core.model import HAPSRouter, RouterConfig, load_router_folder
 from haps_core.training import TrainingConfig, features_for, fit_router
+from haps_core.training.styles import with_prompt_styles
 from tests.helpers.checkpoints import REFUSALS
 from tests.helpers.hub_server import HubStub, hub_server  # noqa: F401  (the `stub` fixture)
 from tests.helpers.logs import synthetic_rows, write_jsonl
@@ -66,6 +67,7 @@ def tiny_encoder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def router(tmp_path_factory, tiny_encoder):
     log = read_logs(write_jsonl(tmp_path_factory.mktemp("logs") / "l.jsonl", synthetic_rows(40)))
+    log = with_prompt_styles(log, "builtin")  # the "cot" style with its built-in text, opted into
     cfg = RouterConfig(embed_dim=tiny_encoder.dim, hidden=16, members=2)
     feats = features_for(tiny_encoder, log.queries, cfg.use_structural)
     training = TrainingConfig(epochs=3, skip_warmup_steps=20, progress=False)

@@ -13,11 +13,13 @@ def real_router(tmp_path_factory):
     from haps_core.encoders import load_encoder
     from haps_core.logs import read_logs
     from haps_core.training import TrainingConfig, features_for, fit_router
+    from haps_core.training.styles import with_prompt_styles
     from tests.helpers.logs import synthetic_rows, write_jsonl
     from tests.helpers.tiny_models import make_tiny_bert
 
     encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert"))), device="cpu")
     log = read_logs(write_jsonl(tmp_path_factory.mktemp("logs") / "l.jsonl", synthetic_rows(40)))
+    log = with_prompt_styles(log, "builtin")  # the "cot" style with its built-in text, opted into
     config = RouterConfig(embed_dim=encoder.dim, hidden=16, members=1)
     features = features_for(encoder, log.queries, config.use_structural)
     # Few warm-up steps where the trainer has them (300 by default): these tests need A trained

@@ -75,12 +75,14 @@ def tiny_router(tmp_path_factory):
     from haps_core.logs import read_logs
     from haps_core.model import RouterConfig
     from haps_core.training import TrainingConfig, features_for, fit_router
+    from haps_core.training.styles import with_prompt_styles
     from tests.helpers.logs import synthetic_rows, write_jsonl
     from tests.helpers.tiny_models import make_tiny_bert
 
     root = tmp_path_factory.mktemp("tiny-router")
     encoder = load_encoder(str(make_tiny_bert(root / "bert")), device="cpu")
     log = read_logs(write_jsonl(root / "log.jsonl", synthetic_rows(40)))
+    log = with_prompt_styles(log, "builtin")  # the "cot" style with its built-in text, opted into
     config = RouterConfig(embed_dim=encoder.dim, hidden=16, members=2)
     features = features_for(encoder, log.queries, config.use_structural)
     training = TrainingConfig(epochs=3, skip_warmup_steps=20, progress=False)
