@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from haps_core.cli.io import UsageError, json_default, write_atomic
+from haps_core.cli.io import STDIO, UsageError, json_default, write_output
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +26,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     _add_log_args(p)
     p.add_argument("--encoder", default=None, help="query encoder (HF name or path); default MiniLM")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--dev-fraction", type=float, default=0.2, help="share of queries held out")
+    p.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=0.2,
+        help="share of queries held out (without --router, or for a router trained on all queries)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--baselines", default="random,constant,knn,linear", help="comma-separated baselines to report"
@@ -46,7 +51,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="with --router (a folder): store the table in its config and model card",
     )
     p.add_argument("--plot", default=None, metavar="PNG", help="write the frontiers plot here")
-    p.add_argument("--json", default=None, metavar="FILE", help="write all metrics as JSON")
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="write all metrics as JSON; - writes them to stdout (the table then goes to stderr)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
@@ -108,23 +118,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     log = read_logs(files, prices=prices, skip_invalid=args.skip_invalid)
     if log.n_skipped:
         print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
+    router = None
+    if args.router:
+        router, dev_fraction, seed = _load_router_for_eval(args, log)
+    else:
+        dev_fraction, seed = args.dev_fraction, args.seed
+    test_mask = split_queries(log.query_ids, dev_fraction, seed=seed)
+    # before any embedding or training: a log too small for the split fails in seconds
+    check_blocks(log, test_mask, dev_fraction, seed, from_router=router is not None and _heldout(router))
     encoder = embedding_encoder(args.encoder, device=args.device, cache=not args.no_cache)
     embeddings = embed_texts(encoder, log.queries)
-    dev_fraction, seed = args.dev_fraction, args.seed
     routers: dict[str, Any] = {
         n: BASELINES[n](seed=args.seed) if n != "constant" else BASELINES[n]() for n in names
     }
     model_only = ["knn"]
-    router = None
-    if args.router:
-        router, dev_fraction, seed = _load_router_for_eval(args, log)
-        test_mask = split_queries(log.query_ids, dev_fraction, seed=seed)
+    if router is not None:
         routers.update(_router_predictors(router, log, ~test_mask, args))
         others = [n for n in routers if n != "haps"]
         compare = compare or [("haps", n) for n in others if n not in ("random", "constant")]
     else:
         compare = compare or [("linear", "knn")]
-        test_mask = split_queries(log.query_ids, dev_fraction, seed=seed)
     report = run_evaluation(
         log,
         embeddings,
@@ -138,21 +151,80 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report.summary["encoder"] = encoder.encoder_id
     report.summary["seconds"] = round(time.perf_counter() - start, 1)
     s = report.summary
+    table = sys.stderr if args.json == STDIO else sys.stdout  # stdout then carries the JSON alone
     print(
         f"logs: {', '.join(s['files'])}: {s['rows']} rows, {s['queries']} queries, "
         f"{s['actions']} actions of {s['backends']} backends; train {s['train_queries']} / "
-        f"test {s['test_queries']} queries (dev fraction {dev_fraction}, seed {seed})"
+        f"test {s['test_queries']} queries (dev fraction {dev_fraction}, seed {seed})",
+        file=table,
     )
-    print(format_report(report))
-    print(f"\n(took {s['seconds']} s)")
+    print(format_report(report), file=table)
+    print(f"\n(took {s['seconds']} s)", file=table)
     if args.json:
-        write_atomic(Path(args.json), json.dumps(report.to_dict(), indent=2, default=json_default))
+        write_output(args.json, json.dumps(report.to_dict(), indent=2, default=json_default) + "\n")
     if args.plot:
         plot_report(report, args.plot)
         logger.info("wrote %s", args.plot)
     if args.record and router is not None:
         _record_evaluation(router, report, args)
     return 0
+
+
+MIN_BLOCK_QUERIES = 20  # run_evaluation's default: the fewest test queries an evaluation block has
+
+
+def _heldout(router: "HAPSRouter") -> bool:
+    return bool(router.training_summary.get("heldout"))
+
+
+def _has_block(log: "RoutingLog", test_mask: "np.ndarray") -> bool:
+    from haps_core.evaluation import find_blocks
+
+    blocks_logger = logging.getLogger("haps_core.evaluation.blocks")
+    level = blocks_logger.level
+    blocks_logger.setLevel(logging.ERROR)  # the trial splits' skipped groups are not news
+    try:
+        return bool(find_blocks(log, test_mask, min_queries=MIN_BLOCK_QUERIES))
+    finally:
+        blocks_logger.setLevel(level)
+
+
+def check_blocks(
+    log: "RoutingLog", test_mask: "np.ndarray", dev_fraction: float, seed: int, from_router: bool
+) -> None:
+    """Raises UsageError, naming the cause and a remedy that works, when the test split has no
+    evaluation block (>= MIN_BLOCK_QUERIES queries of one `dataset` group observed on the same
+    >= 2 actions); `from_router`: the split is the one a router held out in training."""
+    from haps_core.evaluation import find_blocks
+    from haps_core.logs import split_queries
+
+    if find_blocks(log, test_mask, min_queries=MIN_BLOCK_QUERIES):  # logs each skipped group
+        return
+    cause = (
+        f"no evaluation block: the test split (fraction {dev_fraction}, seed {seed}) holds "
+        f"{int(test_mask.sum())} of the log's {len(test_mask)} queries, and no `dataset` group of "
+        f"them has >= {MIN_BLOCK_QUERIES} queries observed on the same >= 2 actions"
+    )
+    works = next(
+        (
+            f
+            for f in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+            if f > dev_fraction and _has_block(log, split_queries(log.query_ids, f, seed=seed))
+        ),
+        None,
+    )
+    if from_router:
+        flag = f"`haps train --holdout-fraction {works}`" if works else "a larger `--holdout-fraction`"
+        remedy = (
+            "the split is the router's own (`--dev-fraction` does not apply): evaluate on a larger "
+            f"log, or on a router trained with {flag}"
+        )
+    elif works:
+        remedy = f"use `--dev-fraction {works}` or a larger log"
+    else:
+        remedy = "the log is too small for any dev fraction: use a larger (or denser) log"
+    msg = f"{cause}; {remedy}"
+    raise UsageError(msg)
 
 
 def _load_router_for_eval(args: argparse.Namespace, log: "RoutingLog") -> tuple["HAPSRouter", float, int]:

@@ -3,12 +3,11 @@
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from haps_core.cli.io import UsageError, read_queries, write_atomic
+from haps_core.cli.io import STDIO, UsageError, read_queries, write_output
 
 if TYPE_CHECKING:
     from haps_core.decision import RoutingDecision
@@ -25,18 +24,24 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="run the query encoder faster at lower precision on CPU (int8: ~2.5x, a few "
         "percent of decisions change; bf16 needs native CPU support)",
     )
-    p.add_argument("--query", default=None, help="one query text")
+    p.add_argument("--query", default=None, help="one query text; - reads it from stdin")
     p.add_argument(
-        "--input", default=None, metavar="JSONL", help='queries: {"id": ..., "query": ...} per line'
+        "--input",
+        default=None,
+        metavar="JSONL",
+        help='queries: {"id": ..., "query": ...} per line; - reads stdin',
     )
-    p.add_argument("--output", default=None, metavar="JSONL", help="decisions file to write")
+    p.add_argument(
+        "--output", default=None, metavar="JSONL", help="decisions file to write; - or omitted: stdout"
+    )
     p.add_argument("--cost-weight", default=None, metavar="L[,L2,...]", help="cost weight(s) >= 0")
     p.add_argument(
         "--max-cost-per-query",
         type=float,
         default=None,
         metavar="USD",
-        help="budget: the cost weight is calibrated so the mean predicted cost fits",
+        help="budget: the cost weight is calibrated so the mean predicted cost fits "
+        "(an error for a router trained without cost, as in Python)",
     )
     p.set_defaults(func=cmd_route)
 
@@ -79,12 +84,13 @@ def cmd_route(args: argparse.Namespace) -> int:
     from haps_core.model import HAPSRouter
 
     if (args.query is None) == (args.input is None):
-        msg = "give exactly one of `--query TEXT` or `--input queries.jsonl`"
+        msg = "give exactly one of `--query TEXT` or `--input queries.jsonl` (`-` for either: stdin)"
         raise UsageError(msg)
-    if args.input is not None and args.output is None:
-        msg = "`--input` needs `--output decisions.jsonl`"
+    if args.query == STDIO and args.input == STDIO:
+        msg = "`--query -` and `--input -` both read stdin: give one"
         raise UsageError(msg)
-    if args.query is not None and not args.query.strip():
+    query: str | None = sys.stdin.read().strip("\n") if args.query == STDIO else args.query
+    if query is not None and not query.strip():
         msg = "`--query` is empty: there is nothing to route on"
         raise UsageError(msg)
     weights = _parse_weights(args.cost_weight)
@@ -95,20 +101,21 @@ def cmd_route(args: argparse.Namespace) -> int:
     if args.encoder_precision != "fp32":
         router.set_encoder_precision(args.encoder_precision)
     backends = router.space.backend_names
-    items = (
-        [{"id": "query", "query": args.query, "backends": None}]
-        if args.query is not None
-        else read_queries(Path(args.input), backends)
+    items: list[dict[str, Any]] = (
+        [{"id": "query", "query": query, "backends": None}]
+        if query is not None
+        else read_queries(args.input, backends)
     )
-    if not router.has_cost and (weights or args.max_cost_per_query is not None):
+    if args.max_cost_per_query is not None and not router.has_cost:
+        # as HAPSRouter.route: the same message, exit code 2
+        router.calibrate_cost_weight(args.max_cost_per_query)
+    if not router.has_cost and weights:
+        # one line per requested weight all the same, stamped with it, as Python's route does
         print(
             "haps route: this router was trained without cost information: the cost weight has "
             "no effect (routing by quality alone)",
             file=sys.stderr,
         )
-        weights = [0.0]
-    if args.max_cost_per_query is not None and not router.has_cost:
-        args.max_cost_per_query = None
     texts = [it["query"] for it in items]
     features = router.featurize(texts)
     quality, cost = router.predict_features(features)
@@ -129,9 +136,8 @@ def cmd_route(args: argparse.Namespace) -> int:
                 router.space, quality[i : i + 1], cost[i : i + 1], cost_weight=w, allowed=allowed
             )
             lines.append(json.dumps(decision_record(it["id"], decision)))
-    if args.output:
-        write_atomic(Path(args.output), "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    write_output(args.output or STDIO, text)
+    if args.output not in (None, STDIO) and not args.quiet:
         print(f"wrote {len(lines)} decisions to {args.output}", file=sys.stderr)
-    else:
-        print("\n".join(lines))
     return 0

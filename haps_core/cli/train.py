@@ -3,7 +3,10 @@ in N local workers (``--processes N``) or as one rank of a torchrun job."""
 
 import argparse
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from haps_core.cli.io import UsageError
@@ -21,6 +24,16 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--prices", default=None, metavar="JSON", help="price table for rows without cost")
     p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows instead of failing")
     p.add_argument("--output", required=True, metavar="DIR", help="checkpoint folder to write")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the router (or other files) already in `--output`"
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal: a progress line every SECONDS (0: none)",
+    )
     p.add_argument("--encoder", default=None, help="query encoder (HF name or path); default MiniLM")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -70,6 +83,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if output.exists() and not output.is_dir():
         msg = f"`--output` {str(output)!r} exists and is not a folder"
         raise UsageError(msg)
+    if output.is_dir() and any(output.iterdir()) and not ddp.launched_by_torchrun():
+        if not (output / "config.json").exists():  # save_pretrained would refuse it after training
+            msg = f"`--output` {str(output)!r} is not empty and not a router: give a new or empty folder"
+            raise UsageError(msg)
+        if not args.overwrite:
+            msg = f"`--output` {str(output)!r} already holds a router: pass `--overwrite` to replace it"
+            raise UsageError(msg)
+    if args.progress_every < 0:
+        msg = f"`--progress-every` must be >= 0 seconds, got {args.progress_every}"
+        raise UsageError(msg)
     if args.processes < 1:
         msg = f"`--processes` must be a positive integer, got {args.processes}"
         raise UsageError(msg)
@@ -77,14 +100,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         if ddp.launched_by_torchrun():
             msg = "`--processes` launches its own workers: do not combine it with torchrun"
             raise UsageError(msg)
-        return _launch_workers(args)
+        with progress_lines(_progress_interval(args)):
+            return _launch_workers(args)
     if not ddp.launched_by_torchrun():
-        return _train(args, output)
+        with progress_lines(_progress_interval(args)):
+            return _train(args, output)
     ddp.init_distributed(args.device)
     try:
         return _train(args, output)
     finally:
         ddp.cleanup()
+
+
+def _progress_interval(args: argparse.Namespace) -> float:
+    """Seconds between progress lines: 0 (none) on a terminal (the trainer's bar shows there),
+    with `--quiet`, or with ``--progress-every 0``."""
+    if args.quiet or sys.stderr.isatty():
+        return 0.0
+    return float(args.progress_every)
+
+
+@contextmanager
+def progress_lines(every: float) -> Iterator[None]:
+    """While the block runs, a line ``haps train: still training (N s)`` on stderr every
+    `every` seconds (none for 0), so a log or CI job shows that training is alive."""
+    if every <= 0:
+        yield
+        return
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            elapsed = time.perf_counter() - start
+            print(f"haps train: still training ({elapsed:.0f} s)", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=beat, name="haps-train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _launch_workers(args: argparse.Namespace) -> int:

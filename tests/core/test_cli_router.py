@@ -160,7 +160,8 @@ def test_router_without_cost_says_so_once(setup, tmp_path, capsys):
     assert main(["route", "--router", str(out), "--query", "Who?", "--cost-weight", "5,10"]) == 0
     captured = capsys.readouterr()
     assert captured.err.count("no effect") == 1
-    assert len(captured.out.strip().splitlines()) == 1
+    lines = [json.loads(x) for x in captured.out.strip().splitlines()]
+    assert [x["cost_weight"] for x in lines] == [5.0, 10.0]  # one line per weight (issue 14, finding 6)
 
 
 def test_eval_router_with_ablations(setup, capsys):
