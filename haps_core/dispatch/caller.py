@@ -53,6 +53,7 @@ class Plan(Generic[In]):
     decision: RoutingDecision
     input: In
     max_cost: float | None
+    target_mean_cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,19 +93,22 @@ def decision_record(
     applied: Mapping[str, str],
     attempts: Sequence[Attempt],
     max_cost_per_query: float | None = None,
+    target_mean_cost: float | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record an integration attaches to a response under ``"haps"``.
 
     Keys: the decision's own (`RoutingDecision.to_dict`: backend, parameters, temperature,
     prompt_style, predicted quality and cost, cost_weight, action_index, alternatives), then
-    ``max_cost_per_query``, ``served_by`` (backend and parameters that answered, after any
-    fallback), ``fallback`` (whether that differs from the choice), ``applied`` (parameter ->
-    mechanism that carried it to the model) and ``attempts`` (every call, `Attempt.to_dict`).
+    ``max_cost_per_query`` and ``target_mean_cost``, ``served_by`` (backend and parameters
+    that answered, after any fallback), ``fallback`` (whether that differs from the choice),
+    ``applied`` (parameter -> mechanism that carried it to the model) and ``attempts`` (every
+    call, `Attempt.to_dict`).
     """
     record = decision.to_dict()
     record["alternatives"] = list(record["alternatives"])  # JSON-shaped: lists, not tuples
     record.update(
         max_cost_per_query=max_cost_per_query,
+        target_mean_cost=target_mean_cost,
         served_by={"backend": served.backend, "parameters": dict(served.parameters)},
         fallback=served.action_index != decision.action_index,
         applied=dict(applied),
@@ -118,12 +122,13 @@ class RoutedCaller(Generic[B, In]):
 
     Args:
         router: the HAPS router.
-        backends: backend name -> model; must match the router's catalog exactly.
+        backends: backend name -> model: any non-empty subset of the router's catalog (routing
+            and fallback stay among them; `check_pool`).
         apply: ``(backend name, model, parameters) -> Applied``: how parameters reach a model.
         restyle: ``(input, style text or None) -> (input with the style, mechanism name)``.
         prompt_styles: style name -> system-message text, overriding or extending the router's.
         pinned: parameters set on every call, over the router's choice (reported as ``pinned``).
-        cost_names: how a caller spells the per-call cost weight and budget (error messages).
+        cost_names: how a caller spells the per-call cost weight, cap and target (error messages).
         details: mechanism -> the sentence `check` reports for it.
         labels: how pool errors name one model and the models the catalog lacks (`check_pool`).
     """
@@ -137,7 +142,7 @@ class RoutedCaller(Generic[B, In]):
         restyle: Callable[[In, str | None], tuple[In, str]],
         prompt_styles: Mapping[str, str] | None,
         pinned: Mapping[str, Any] | None = None,
-        cost_names: tuple[str, str],
+        cost_names: tuple[str, ...],
         details: Mapping[str, str],
         labels: tuple[str, str],
     ) -> None:
@@ -158,28 +163,29 @@ class RoutedCaller(Generic[B, In]):
     # -- routing ---------------------------------------------------------------------------
     def route(self, texts: list[str], costs: Costs) -> list[RoutingDecision]:
         """One router forward pass for ``texts``, checked (`route_checked`)."""
-        return route_checked(self.router, texts, costs[0], costs[1], self.backends)
+        return route_checked(self.router, texts, costs[0], costs[1], self.backends, target_mean_cost=costs[2])
 
     def plan_batch(
-        self, inputs: Sequence[Any], read: Read[In], requested: Sequence[tuple[Any, Any]], instance: Costs
+        self, inputs: Sequence[Any], read: Read[In], requested: Sequence[tuple[Any, ...]], instance: Costs
     ) -> list["Plan[In] | Exception"]:
         """Routes a batch: one router pass per distinct (cost weight, budget) of the inputs.
 
         Args:
             inputs: the raw inputs.
             read: reads one raw input (`Read`).
-            requested: per input, the per-call ``(cost weight, budget)`` asked for (None: unset).
-            instance: the integration's own ``(cost_weight, max_cost_per_query)``.
+            requested: per input, the per-call ``(cost weight, cap[, target mean cost])`` asked
+                for (None: unset).
+            instance: the integration's own ``(cost_weight, max_cost_per_query, target_mean_cost)``.
 
         Returns:
             Per input its `Plan`, or the exception that kept it from being routed.
         """
         out: list[Plan[In] | Exception | None] = [None] * len(inputs)
         groups: dict[Costs, list[tuple[int, In, str]]] = defaultdict(list)
-        for i, (raw, (cost_weight, max_cost)) in enumerate(zip(inputs, requested)):
+        for i, (raw, (cost_weight, max_cost, *target)) in enumerate(zip(inputs, requested)):
             try:
                 value, text = read(raw)
-                costs = call_costs(self.router, cost_weight, max_cost, instance, self.cost_names)
+                costs = call_costs(self.router, cost_weight, max_cost, instance, self.cost_names, *target[:1])
             except Exception as exc:
                 out[i] = exc
                 continue
@@ -192,17 +198,17 @@ class RoutedCaller(Generic[B, In]):
                     out[i] = exc
                 continue
             for (i, value, _), decision in zip(members, decisions):
-                out[i] = Plan(decision, value, costs[1])
+                out[i] = Plan(decision, value, costs[1], costs[2])
         return out  # type: ignore[return-value]  # every input got a plan or an exception
 
-    def plan(self, raw: Any, read: Read[In], requested: tuple[Any, Any], instance: Costs) -> Plan[In]:
+    def plan(self, raw: Any, read: Read[In], requested: tuple[Any, ...], instance: Costs) -> Plan[In]:
         """Routes one input (one router pass); raises what keeps it from being routed."""
         (plan,) = self.plan_batch([raw], read, [requested], instance)
         if isinstance(plan, Exception):
             raise plan
         return plan
 
-    async def aplan(self, raw: Any, read: Read[In], requested: tuple[Any, Any], instance: Costs) -> Plan[In]:
+    async def aplan(self, raw: Any, read: Read[In], requested: tuple[Any, ...], instance: Costs) -> Plan[In]:
         """`plan` in a worker thread: the router's forward pass must not block the event loop."""
         return await asyncio.to_thread(self.plan, raw, read, requested, instance)
 
@@ -233,7 +239,9 @@ class RoutedCaller(Generic[B, In]):
                 served.backend,
                 len(attempts),
             )
-        record = decision_record(plan.decision, served, prepared.applied, attempts, plan.max_cost)
+        record = decision_record(
+            plan.decision, served, prepared.applied, attempts, plan.max_cost, plan.target_mean_cost
+        )
         if self.pinned:
             record["pinned"] = dict(self.pinned)
         return record

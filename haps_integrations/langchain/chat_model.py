@@ -20,6 +20,7 @@ from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, SecretStr, 
 from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
+    TARGET_MEAN_KEY,
     Answer,
     ChunkRules,
     Plan,
@@ -92,9 +93,10 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
 
     Key init args:
         router: a HAPS router (``.space``, ``.route(...)``).
-        backends: backend name -> chat model; must match the router's catalog exactly.
-        cost_weight / max_cost_per_query: the cost trade-off (see `HAPSRunnable`). Per call:
-            ``.invoke(x, haps_cost_weight=50.0)`` (or ``haps_max_cost_per_query=0.01``),
+        backends: backend name -> chat model: any non-empty subset of the router's catalog.
+        cost_weight / max_cost_per_query / target_mean_cost: the cost trade-off (see
+            `HAPSRunnable`). Per call: ``.invoke(x, haps_cost_weight=50.0)`` (or
+            ``haps_max_cost_per_query=0.01``, ``haps_target_mean_cost=0.001``),
             ``.bind(haps_cost_weight=50.0)``, or
             ``.configurable_fields(cost_weight=ConfigurableField(id="haps_cost_weight"))``.
         prompt_styles, max_attempts, max_backends, forwards_kwargs, retry_wait, call_timeout: as
@@ -149,7 +151,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
     """
 
     backends: dict[str, Any]
-    """Backend name -> chat model; must match the router's catalog exactly."""
+    """Backend name -> chat model: any non-empty subset of the router's catalog."""
     model_name: str = Field(default="haps", alias="model")
     """A name for this router in traces (``ls_model_name``)."""
     temperature: float | None = None
@@ -187,7 +189,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
             self.max_attempts = self.max_retries + 1
         settings = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout}
         pinned = {k: v for k, v in settings.items() if v is not None}
-        names = (COST_WEIGHT_KEY, MAX_COST_KEY)
+        names = (COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY)
         self._caller = langchain_caller(
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, names, pinned
         )
@@ -204,6 +206,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
             "backends": sorted(self.backends),
             "cost_weight": self.cost_weight,
             "max_cost_per_query": self.max_cost_per_query,
+            "target_mean_cost": self.target_mean_cost,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -231,7 +234,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         still picks its parameters (the backend's best action in the decision) but does not
         fall back to other backends, since the caller asked for that model.
         """
-        requested = (kwargs.pop(COST_WEIGHT_KEY, None), kwargs.pop(MAX_COST_KEY, None))
+        requested = tuple(kwargs.pop(k, None) for k in (COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY))
         model = kwargs.pop("model", None)
         plan = self._caller.plan(messages, _read, requested, self._instance_costs())
         if model is not None and model != self.model_name:
