@@ -315,10 +315,13 @@ class RoutedCaller(Generic[B, In]):
     def check(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per backend and catalog parameter: the mechanism and whether it reaches the model."""
 
-        def mechanisms(name: str, params: dict[str, Any]) -> dict[str, str]:
+        def mechanisms(name: str, params: dict[str, Any]) -> Mapping[str, str]:
+            if name not in self.backends:  # outside the pool: never routed to, not reported
+                return defaultdict(lambda: "not_applied")
             return self.apply(name, self.backends[name], params).mechanisms
 
-        return parameter_report(self.space, mechanisms, self.details, self.pinned)
+        report = parameter_report(self.space, mechanisms, self.details, self.pinned)
+        return {name: routes for name, routes in report.items() if name in self.backends}
 
 
 def _loop(policy: RetryPolicy) -> dict[str, Any]:
