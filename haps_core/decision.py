@@ -282,8 +282,8 @@ def cap_mask(cost: np.ndarray, cap: float, allowed: np.ndarray) -> tuple[np.ndar
     """
     cost = np.asarray(cost, dtype=float)
     with np.errstate(invalid="ignore"):
-        fits = allowed & (cost <= cap)
-    over = ~fits.any(axis=-1)
+        fits: np.ndarray = np.asarray(allowed, dtype=bool) & (cost <= cap)
+    over: np.ndarray = ~np.asarray(fits.any(axis=-1))
     if over.any():
         finite = allowed & np.isfinite(cost)
         priced = np.where(finite, cost, np.inf)
@@ -385,9 +385,7 @@ def route_from_predictions(
         cost_weight = calibrate_cost_weight(*reference, target_mean_cost, pool, max_cost_per_query)
     elif cost_weight is None:
         cost_weight = default_cost_weight
-    over = None
     if max_cost_per_query is not None:
-        mask, over = cap_mask(cost, check_budget(max_cost_per_query), mask)
-    elif allowed is None:
-        mask = None
-    return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, mask, over)
+        capped, over = cap_mask(cost, check_budget(max_cost_per_query), mask)
+        return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, capped, over)
+    return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, allowed)
