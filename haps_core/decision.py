@@ -13,87 +13,30 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from haps_core.utility import check_cost_weight, choose, cost_weight_grid, utilities
+
 if TYPE_CHECKING:
     from haps_core.catalog import RoutingSpace
 
 logger = logging.getLogger(__name__)
 
-
-def check_cost_weight(cost_weight: float, name: str = "cost_weight") -> float:
-    """Validates a cost weight: a finite number >= 0 (USD^-1: quality points per dollar)."""
-    if isinstance(cost_weight, bool) or not isinstance(cost_weight, int | float):
-        msg = f"`{name}` must be a number >= 0, got {cost_weight!r}"
-        raise TypeError(msg)
-    if not np.isfinite(cost_weight) or cost_weight < 0:
-        msg = f"`{name}` must be a finite number >= 0, got {cost_weight!r}"
-        raise ValueError(msg)
-    return float(cost_weight)
-
-
-def utilities(quality: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
-    """``quality - cost_weight * cost``, elementwise.
-
-    At cost weight 0 the cost is ignored entirely (0 x an infinite predicted cost is quality, not
-    NaN). A NaN prediction gives a NaN utility, without a floating-point warning; `choose` never
-    picks it.
-    """
-    quality = np.asarray(quality, dtype=float)
-    if cost_weight == 0:
-        return quality + np.zeros_like(np.asarray(cost, dtype=float))  # broadcast like the formula
-    with np.errstate(invalid="ignore", over="ignore"):
-        return quality - cost_weight * np.asarray(cost, dtype=float)
-
-
-def choose(
-    quality: np.ndarray,
-    cost: np.ndarray,
-    cost_weight: float,
-    allowed: np.ndarray | None = None,
-) -> np.ndarray:
-    """Index of the best action per row of ``quality``/``cost`` ([n, A]).
-
-    Args:
-        quality: predicted quality per query and action.
-        cost: predicted cost (USD) per query and action.
-        cost_weight: lambda >= 0.
-        allowed: optional boolean mask over actions ([A]) or per query ([n, A]).
-
-    Returns:
-        int array [n] of action indices; ties go to the cheapest action.
-    """
-    cost_weight = check_cost_weight(cost_weight)
-    cost = np.asarray(cost, dtype=float)
-    u = utilities(quality, cost, cost_weight)
-    # A prediction that is not a finite number (a query far outside the training data can
-    # overflow the cost head) must never win by accident: np.argmax picks NaN over everything.
-    # Such actions rank below every finite utility, yet above the actions `allowed` excludes.
-    u = np.where(np.isfinite(u), u, -np.finfo(float).max)
-    # Ties (within float noise) go to the cheaper action: subtract a tiny cost-proportional term
-    # (a non-finite cost counts as the most expensive).
-    finite_cost = np.isfinite(cost)
-    scale = max(float(np.max(np.abs(cost), where=finite_cost, initial=0.0)), 1e-12)
-    u = u - 1e-9 * np.where(finite_cost, cost / scale, 2.0)
-    if allowed is not None:
-        if not np.any(allowed):
-            msg = "`allowed` excludes every action"
-            raise ValueError(msg)
-        u = np.where(allowed, u, -np.inf)
-    return np.argmax(u, axis=-1)
-
-
-def cost_weight_grid(action_costs: np.ndarray, n: int = 40) -> np.ndarray:
-    """Cost weights that sweep from 'quality only' to 'cheapest action only'.
-
-    Starts at 0, then log-spaced from where the most expensive action's cost starts to matter
-    (0.01 quality points) to where the cheapest action's cost outweighs any quality difference.
-    Logs without cost give just [0].
-    """
-    costs = np.asarray(action_costs, dtype=float)
-    positive = costs[costs > 0]
-    if positive.size == 0:
-        return np.zeros(1)
-    low, high = 1e-2 / positive.max(), 1e1 / positive.min()
-    return np.concatenate([[0.0], np.geomspace(low, high, n - 1)])
+__all__ = [
+    "Alternative",
+    "RouterLike",
+    "RoutingDecision",
+    "calibrate_cost_weight",
+    "cap_mask",
+    "check_budget",
+    "check_cost_weight",
+    "choose",
+    "cost_weight_grid",
+    "decisions_from_predictions",
+    "fallback_order",
+    "pool_mask",
+    "route_from_predictions",
+    "unknown_backends_error",
+    "utilities",
+]
 
 
 def _settings_text(parameters: dict[str, Any]) -> str:
@@ -146,6 +89,8 @@ class RoutingDecision:
         action_index: index of the action in the router's routing space.
         alternatives: runner-up actions by predicted utility, best first, other backends first,
             for fallback when the chosen backend fails.
+        over_budget: True when no allowed action fitted `max_cost_per_query`: the choice is then
+            the cheapest allowed action (and its predicted cost exceeds the cap).
     """
 
     backend: str
@@ -155,6 +100,7 @@ class RoutingDecision:
     cost_weight: float
     action_index: int
     alternatives: tuple[Alternative, ...] = ()
+    over_budget: bool = False
 
     @property
     def temperature(self) -> float | None:
@@ -177,7 +123,8 @@ class RoutingDecision:
         return (
             f"RoutingDecision({self.backend}, {_settings_text(self.parameters)}, "
             f"quality={self.predicted_quality:.3f}, cost={_money(self.predicted_cost)}, "
-            f"cost_weight={self.cost_weight:g}, alternatives={len(self.alternatives)})"
+            f"cost_weight={self.cost_weight:g}, alternatives={len(self.alternatives)}"
+            f"{', over_budget=True' if self.over_budget else ''})"
         )
 
 
@@ -188,11 +135,12 @@ def decisions_from_predictions(
     cost_weight: float,
     n_alternatives: int = 3,
     allowed: np.ndarray | None = None,
+    over_budget: np.ndarray | None = None,
 ) -> list[RoutingDecision]:
     """One `RoutingDecision` per row of predictions ([n, A] over `space`'s actions).
 
     With `allowed` (a boolean mask, [A] or [n, A]) neither the choice nor a runner-up is ever an
-    excluded action.
+    excluded action. `over_budget` ([n] booleans) is copied onto the decisions.
 
     Runner-ups put the best action of each *other* backend first (a fallback after a backend
     failure should change backend), then the chosen backend's other settings, by utility.
@@ -241,6 +189,7 @@ def decisions_from_predictions(
                 cost_weight=cost_weight,
                 action_index=int(a),
                 alternatives=alts,
+                over_budget=bool(over_budget[i]) if over_budget is not None else False,
             )
         )
     return decisions
@@ -278,8 +227,36 @@ class RouterLike(Protocol):
         max_cost_per_query: float | None = None,
         n_alternatives: int = 3,
     ) -> list[RoutingDecision]:
-        """One decision per text."""
+        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=`` and
+        ``backends=``, which the integrations pass only when they are set)."""
         ...
+
+
+def unknown_backends_error(unknown: Sequence[str], catalog: Sequence[str]) -> str:
+    """The message for pool backends that the router's catalog does not know."""
+    return (
+        f"the router cannot route to {sorted(unknown)}: not in its catalog {sorted(catalog)}. "
+        "To add a backend, retrain the router with logs that include it (an upcoming release "
+        "adds backends to a trained router)"
+    )
+
+
+def pool_mask(space: "RoutingSpace", backends: Sequence[str]) -> np.ndarray:
+    """Boolean mask over `space`'s actions ([A]) of the actions of `backends`.
+
+    Raises:
+        TypeError: `backends` is a string. ValueError: it is empty or names an unknown backend.
+    """
+    if isinstance(backends, str):
+        msg = f"`backends` must be a list of backend names, got the string {backends!r}"
+        raise TypeError(msg)
+    pool, catalog = set(backends), space.backend_names
+    if not pool:
+        msg = f"`backends` is empty: give at least one of the router's backends {sorted(catalog)}"
+        raise ValueError(msg)
+    if unknown := sorted(pool - set(catalog)):
+        raise ValueError(unknown_backends_error(unknown, catalog))
+    return np.array([a.backend in pool for a in space.actions], dtype=bool)
 
 
 def check_budget(max_cost_per_query: float, name: str = "max_cost_per_query") -> float:
@@ -291,29 +268,69 @@ def check_budget(max_cost_per_query: float, name: str = "max_cost_per_query") ->
     return budget
 
 
-def calibrate_cost_weight(quality: np.ndarray, cost: np.ndarray, max_cost_per_query: float) -> float:
-    """The smallest cost weight whose mean predicted cost over reference predictions fits a budget.
+def cap_mask(cost: np.ndarray, cap: float, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The actions a hard per-query cap leaves, and which queries no allowed action fits.
+
+    Args:
+        cost: predicted USD cost of every action ([n, A]).
+        cap: the most a query's chosen action may be predicted to cost.
+        allowed: boolean mask of the actions allowed at all ([n, A]).
+
+    Returns:
+        (mask [n, A], over [n]): where no allowed action fits, the mask keeps only the cheapest
+        allowed action(s) of that query, and ``over`` is True.
+    """
+    cost = np.asarray(cost, dtype=float)
+    with np.errstate(invalid="ignore"):
+        fits: np.ndarray = np.asarray(allowed, dtype=bool) & (cost <= cap)
+    over: np.ndarray = ~np.asarray(fits.any(axis=-1))
+    if over.any():
+        finite = allowed & np.isfinite(cost)
+        priced = np.where(finite, cost, np.inf)
+        cheapest = finite & (priced == priced.min(axis=-1, keepdims=True))
+        cheapest = np.where(cheapest.any(axis=-1, keepdims=True), cheapest, allowed)
+        fits = np.where(over[:, None], cheapest, fits)
+    return fits, over
+
+
+def calibrate_cost_weight(
+    quality: np.ndarray,
+    cost: np.ndarray,
+    target_mean_cost: float,
+    allowed: np.ndarray | None = None,
+    max_cost_per_query: float | None = None,
+) -> float:
+    """The smallest cost weight whose mean predicted cost over reference predictions fits a target.
 
     Args:
         quality: predicted quality of every action on the reference queries ([n, A]).
         cost: predicted cost (USD) of every action on them ([n, A]).
-        max_cost_per_query: budget in USD per query (a mean over the reference queries).
+        target_mean_cost: the mean USD cost per query to fit, over the reference queries.
+        allowed: optional boolean mask over actions ([A]): the pool routed among.
+        max_cost_per_query: optional hard per-query cap applied while calibrating.
     """
-    budget = check_budget(max_cost_per_query)
+    target = check_budget(target_mean_cost, "target_mean_cost")
     if len(cost) == 0:
-        msg = "no reference queries to calibrate the budget on: pass `features`"
+        msg = "no reference queries to calibrate `target_mean_cost` on (the router stores none)"
         raise ValueError(msg)
-    cheapest = float(cost.min(axis=1).mean())
-    if budget < cheapest:
+    mask = np.ones(np.shape(cost), dtype=bool)
+    if allowed is not None:
+        mask = mask & np.asarray(allowed, dtype=bool)
+    if max_cost_per_query is not None:
+        mask, _ = cap_mask(cost, check_budget(max_cost_per_query), mask)
+    cheapest = float(np.where(mask, cost, np.inf).min(axis=1).mean())
+    if target < cheapest:
         msg = (
-            f"`max_cost_per_query`={budget:.6g} USD is below the cheapest action's mean "
-            f"predicted cost ({cheapest:.6g} USD per query); allowed: >= {cheapest:.6g}"
+            f"`target_mean_cost`={target:.6g} USD is below the cheapest action's mean predicted "
+            f"cost over the reference queries ({cheapest:.6g} USD, among the allowed actions); "
+            f"allowed: >= {cheapest:.6g}"
         )
         raise ValueError(msg)
     weights = cost_weight_grid(cost.mean(axis=0), n=200)
+    rows = np.arange(len(cost))
     for w in weights:
-        chosen = choose(quality, cost, float(w))
-        if cost[np.arange(len(cost)), chosen].mean() <= budget:
+        chosen = choose(quality, cost, float(w), mask)
+        if cost[rows, chosen].mean() <= target:
             return float(w)
     return float(weights[-1])
 
@@ -325,6 +342,7 @@ def route_from_predictions(
     *,
     cost_weight: float | None = None,
     max_cost_per_query: float | None = None,
+    target_mean_cost: float | None = None,
     reference: tuple[np.ndarray, np.ndarray] | None = None,
     default_cost_weight: float = 0.0,
     allowed: np.ndarray | None = None,
@@ -333,31 +351,41 @@ def route_from_predictions(
     """THE decision routine: predictions of a batch -> one `RoutingDecision` per query.
 
     Every router (`HAPSRouter.route`, `haps route`, `HAPSSelector`, the tests' fakes) decides
-    through here, so a cost weight or a budget means the same everywhere.
+    through here, so a cost weight or a budget means the same everywhere. A query's decision
+    never depends on the other queries of the batch.
 
     Args:
         space: the routing space the predictions are over.
         quality, cost: predicted quality and USD cost of every action ([n, A]).
-        cost_weight: lambda >= 0; default `default_cost_weight`.
-        max_cost_per_query: alternatively a budget in USD per query, calibrated to a cost weight
-            on `reference` predictions (default: this batch's own).
-        reference: (quality, cost) predictions of reference queries for the budget.
+        cost_weight: lambda >= 0; default `default_cost_weight` (or calibrated, below).
+        max_cost_per_query: a hard cap: the chosen action's (and every runner-up's) predicted
+            cost is <= it; where no allowed action fits, the cheapest one, with ``over_budget``.
+        target_mean_cost: the cost weight is calibrated so that the mean predicted cost over
+            the fixed `reference` predictions fits it (not with `cost_weight`; combines with a cap).
+        reference: (quality, cost) predictions of the fixed reference queries.
         default_cost_weight: the cost weight when neither knob is given.
         allowed: optional boolean mask over actions ([A]) or per query ([n, A]); excluded
-            actions are never chosen.
+            actions are never chosen nor offered.
         n_alternatives: runner-up actions kept per decision for fallback.
     """
-    if cost_weight is not None and max_cost_per_query is not None:
-        msg = "give either `cost_weight` or `max_cost_per_query`, not both"
+    if cost_weight is not None and target_mean_cost is not None:
+        msg = "give either `cost_weight` or `target_mean_cost`, not both"
         raise ValueError(msg)
-    if max_cost_per_query is not None:
-        ref_q, ref_c = reference if reference is not None else (quality, cost)
-        cost_weight = calibrate_cost_weight(ref_q, ref_c, max_cost_per_query)
-    elif cost_weight is None:
-        cost_weight = default_cost_weight
+    mask = np.ones(np.shape(quality), dtype=bool)
     if allowed is not None:
         mask = np.broadcast_to(np.asarray(allowed, dtype=bool), np.shape(quality))
         if not mask.any(axis=-1).all():
             msg = "`allowed` excludes every action of some query"
             raise ValueError(msg)
+    if target_mean_cost is not None:
+        if reference is None:
+            msg = "`target_mean_cost` needs `reference`: predictions of a fixed reference set of queries"
+            raise ValueError(msg)
+        pool = None if allowed is None or np.ndim(allowed) != 1 else allowed
+        cost_weight = calibrate_cost_weight(*reference, target_mean_cost, pool, max_cost_per_query)
+    elif cost_weight is None:
+        cost_weight = default_cost_weight
+    if max_cost_per_query is not None:
+        capped, over = cap_mask(cost, check_budget(max_cost_per_query), mask)
+        return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, capped, over)
     return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, allowed)

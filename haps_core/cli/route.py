@@ -1,7 +1,8 @@
-"""`haps route`: decisions for one query or a queries file, at cost weights or a budget."""
+"""`haps route`: decisions for one query or a queries file, at cost weights or budgets."""
 
 import argparse
 import json
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,21 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         type=float,
         default=None,
         metavar="USD",
-        help="budget: the cost weight is calibrated so the mean predicted cost fits "
-        "(an error for a router trained without cost, as in Python)",
+        help="hard cap on each query's predicted cost (the cheapest action where none fits)",
+    )
+    p.add_argument(
+        "--target-mean-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="mean predicted cost per query over the router's fixed reference set (calibrates the "
+        "cost weight; not with --cost-weight)",
+    )
+    p.add_argument(
+        "--backends",
+        default=None,
+        metavar="A,B,...",
+        help="route only among these backends of the router's catalog",
     )
     p.set_defaults(func=cmd_route)
 
@@ -76,11 +90,12 @@ def decision_record(qid: Any, decision: "RoutingDecision") -> dict[str, Any]:
         "parameters": decision.parameters,
         "predicted_quality": round(decision.predicted_quality, 6),
         "predicted_cost": decision.predicted_cost,
+        **({"over_budget": True} if decision.over_budget else {}),
     }
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from haps_core.decision import route_from_predictions
+    from haps_core.decision import pool_mask, route_from_predictions
     from haps_core.model import HAPSRouter
 
     if (args.query is None) == (args.input is None):
@@ -94,21 +109,39 @@ def cmd_route(args: argparse.Namespace) -> int:
         msg = "`--query` is empty: there is nothing to route on"
         raise UsageError(msg)
     weights = _parse_weights(args.cost_weight)
-    if weights is not None and args.max_cost_per_query is not None:
-        msg = "give either `--cost-weight` or `--max-cost-per-query`, not both"
+    if weights is not None and args.target_mean_cost is not None:
+        msg = "give either `--cost-weight` or `--target-mean-cost`, not both"
         raise UsageError(msg)
+    for flag, value in (
+        ("--max-cost-per-query", args.max_cost_per_query),
+        ("--target-mean-cost", args.target_mean_cost),
+    ):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            msg = f"`{flag}` must be a positive number of USD, got {value!r}"
+            raise UsageError(msg)
     router = HAPSRouter.from_pretrained(args.router, revision=args.revision)
     if args.encoder_precision != "fp32":
         router.set_encoder_precision(args.encoder_precision)
     backends = router.space.backend_names
+    pool = None
+    if args.backends is not None:
+        try:
+            pool = pool_mask(router.space, [b.strip() for b in args.backends.split(",") if b.strip()])
+        except ValueError as exc:
+            msg = f"`--backends`: {exc}"
+            raise UsageError(msg) from None
     items: list[dict[str, Any]] = (
         [{"id": "query", "query": query, "backends": None}]
         if query is not None
         else read_queries(args.input, backends)
     )
-    if args.max_cost_per_query is not None and not router.has_cost:
-        # as HAPSRouter.route: the same message, exit code 2
-        router.calibrate_cost_weight(args.max_cost_per_query)
+    for name, value in (
+        ("max_cost_per_query", args.max_cost_per_query),
+        ("target_mean_cost", args.target_mean_cost),
+    ):
+        if value is not None and not router.has_cost:  # as HAPSRouter.route: the same message
+            msg = f"this router was trained on logs without cost: `{name}` cannot be applied"
+            raise UsageError(msg)
     if not router.has_cost and weights:
         # one line per requested weight all the same, stamped with it, as Python's route does
         print(
@@ -116,24 +149,31 @@ def cmd_route(args: argparse.Namespace) -> int:
             "no effect (routing by quality alone)",
             file=sys.stderr,
         )
+    cap, target = args.max_cost_per_query, args.target_mean_cost
     texts = [it["query"] for it in items]
-    features = router.featurize(texts)
-    quality, cost = router.predict_features(features)
-    if args.max_cost_per_query is not None:
-        ref = features if len(texts) > 1 else None
-        weights = [router.calibrate_cost_weight(args.max_cost_per_query, ref)]
-    if weights is None:
-        weights = [router.default_cost_weight]
+    quality, cost = router.predict_features(router.featurize(texts))
+    reference = router.reference_predictions() if target is not None else None
     lines = []
-    for w in weights:
+    for w in weights if weights is not None else [None if target is not None else router.default_cost_weight]:
         for i, it in enumerate(items):
             # one query per call: the tie-break towards cheaper actions scales with the costs of
             # a call's rows, so a decision never depends on the other queries of the file
-            allowed = None
+            allowed = pool
             if it["backends"] is not None:
-                allowed = np.array([a.backend in it["backends"] for a in router.space.actions])
+                mine = np.array([a.backend in it["backends"] for a in router.space.actions])
+                allowed = mine if pool is None else mine & pool
+                if not allowed.any():
+                    msg = f"query {it['id']!r}: none of its `backends` is in `--backends`"
+                    raise UsageError(msg)
             (decision,) = route_from_predictions(
-                router.space, quality[i : i + 1], cost[i : i + 1], cost_weight=w, allowed=allowed
+                router.space,
+                quality[i : i + 1],
+                cost[i : i + 1],
+                cost_weight=w,
+                max_cost_per_query=cap,
+                target_mean_cost=target,
+                reference=reference,
+                allowed=allowed,
             )
             lines.append(json.dumps(decision_record(it["id"], decision)))
     text = "\n".join(lines) + "\n"

@@ -18,7 +18,14 @@ from haps_core.decision import Alternative, RouterLike, RoutingDecision, fallbac
 from haps_core.dispatch.params import parameter_report, warn_unreachable
 from haps_core.dispatch.prompts import PROMPT_STYLE, checked_prompt_styles, system_message_for
 from haps_core.dispatch.retry import Attempt, acall_with_fallback, call_with_fallback
-from haps_core.dispatch.routing import COST_WEIGHT_KEY, MAX_COST_KEY, call_costs, check_pool, route_checked
+from haps_core.dispatch.routing import (
+    COST_WEIGHT_KEY,
+    MAX_COST_KEY,
+    TARGET_MEAN_KEY,
+    call_costs,
+    check_pool,
+    route_checked,
+)
 from haps_core.dispatch.settings import Costs, RetryPolicy, check_router
 from haps_core.dispatch.stream import ChunkRules, Relay, anext_or_none
 from haps_core.errors import RoutingError
@@ -54,6 +61,7 @@ class Plan(Generic[In]):
     decision: RoutingDecision
     input: In
     max_cost: float | None
+    target_mean_cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +95,13 @@ def served_candidate(decision: RoutingDecision, attempts: Sequence[Attempt]) -> 
     return next(c for c in fallback_order(decision) if c.backend == backend)
 
 
-HAPS_KEYS = (COST_WEIGHT_KEY, MAX_COST_KEY)
+HAPS_KEYS = (COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY)
 """The per-call ``haps_*`` keys every integration reads (LangChain ``configurable``, kwargs)."""
 
 
-def pop_haps_keys(values: dict[str, Any], where: str) -> tuple[Any, Any]:
-    """Pops the per-call ``(cost weight, budget)`` from ``values``; warns about unknown ``haps_*`` keys.
+def pop_haps_keys(values: dict[str, Any], where: str) -> tuple[Any, Any, Any]:
+    """Pops the per-call ``(cost weight, cap, target mean cost)`` from ``values`` (None: unset);
+    warns about unknown ``haps_*`` keys.
 
     An unknown ``haps_*`` key (a typo such as ``haps_cost_wieght``) is removed too (it is never
     meant for a backend) and named in one `UserWarning` with the allowed keys.
@@ -103,7 +112,8 @@ def pop_haps_keys(values: dict[str, Any], where: str) -> tuple[Any, Any]:
         warnings.warn(msg, UserWarning, stacklevel=3)
         for key in unknown:
             del values[key]
-    return values.pop(COST_WEIGHT_KEY, None), values.pop(MAX_COST_KEY, None)
+    cost_weight, cap, target = (values.pop(k, None) for k in HAPS_KEYS)
+    return cost_weight, cap, target
 
 
 def decision_record(
@@ -113,14 +123,16 @@ def decision_record(
     attempts: Sequence[Attempt],
     max_cost_per_query: float | None = None,
     pinned: Mapping[str, Any] | None = None,
+    target_mean_cost: float | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record an integration attaches to a response under ``"haps"``.
 
     Keys: the decision's own (`RoutingDecision.to_dict`: backend, parameters, temperature,
     prompt_style, predicted quality and cost, cost_weight, action_index, alternatives), then
-    ``max_cost_per_query``, ``served_by`` (backend and parameters that answered, after any
-    fallback), ``fallback`` (whether that differs from the choice), ``applied`` (parameter ->
-    mechanism that carried it to the model) and ``attempts`` (every call, `Attempt.to_dict`).
+    ``max_cost_per_query`` and ``target_mean_cost``, ``served_by`` (backend and parameters
+    that answered, after any fallback), ``fallback`` (whether that differs from the choice),
+    ``applied`` (parameter -> mechanism that carried it to the model) and ``attempts`` (every
+    call, `Attempt.to_dict`).
 
     ``parameters`` (and ``temperature``, ``served_by["parameters"]``) are what was SENT: the
     router's choice with the caller's ``pinned`` parameters over it; ``router_parameters`` is
@@ -135,6 +147,7 @@ def decision_record(
         record["temperature"] = pinned["temperature"]
     record.update(
         max_cost_per_query=max_cost_per_query,
+        target_mean_cost=target_mean_cost,
         served_by={"backend": served.backend, "parameters": {**served.parameters, **pinned}},
         fallback=served.action_index != decision.action_index,
         applied=dict(applied),
@@ -150,12 +163,13 @@ class RoutedCaller(Generic[B, In]):
 
     Args:
         router: the HAPS router.
-        backends: backend name -> model; must match the router's catalog exactly.
+        backends: backend name -> model: any non-empty subset of the router's catalog (routing
+            and fallback stay among them; `check_pool`).
         apply: ``(backend name, model, parameters) -> Applied``: how parameters reach a model.
         restyle: ``(input, style text or None) -> (input with the style, mechanism name)``.
         prompt_styles: style name -> system-message text, overriding or extending the router's.
         pinned: parameters set on every call, over the router's choice (reported as ``pinned``).
-        cost_names: how a caller spells the per-call cost weight and budget (error messages).
+        cost_names: how a caller spells the per-call cost weight, cap and target (error messages).
         details: mechanism -> the sentence `check` reports for it.
         labels: how pool errors name one model and the models the catalog lacks (`check_pool`).
     """
@@ -169,7 +183,7 @@ class RoutedCaller(Generic[B, In]):
         restyle: Callable[[In, str | None], tuple[In, str]],
         prompt_styles: Mapping[str, str] | None,
         pinned: Mapping[str, Any] | None = None,
-        cost_names: tuple[str, str],
+        cost_names: tuple[str, ...],
         details: Mapping[str, str],
         labels: tuple[str, str],
     ) -> None:
@@ -190,28 +204,29 @@ class RoutedCaller(Generic[B, In]):
     # -- routing ---------------------------------------------------------------------------
     def route(self, texts: list[str], costs: Costs) -> list[RoutingDecision]:
         """One router forward pass for ``texts``, checked (`route_checked`)."""
-        return route_checked(self.router, texts, costs[0], costs[1], self.backends)
+        return route_checked(self.router, texts, costs[0], costs[1], self.backends, target_mean_cost=costs[2])
 
     def plan_batch(
-        self, inputs: Sequence[Any], read: Read[In], requested: Sequence[tuple[Any, Any]], instance: Costs
+        self, inputs: Sequence[Any], read: Read[In], requested: Sequence[tuple[Any, ...]], instance: Costs
     ) -> list["Plan[In] | Exception"]:
         """Routes a batch: one router pass per distinct (cost weight, budget) of the inputs.
 
         Args:
             inputs: the raw inputs.
             read: reads one raw input (`Read`).
-            requested: per input, the per-call ``(cost weight, budget)`` asked for (None: unset).
-            instance: the integration's own ``(cost_weight, max_cost_per_query)``.
+            requested: per input, the per-call ``(cost weight, cap[, target mean cost])`` asked
+                for (None: unset).
+            instance: the integration's own ``(cost_weight, max_cost_per_query, target_mean_cost)``.
 
         Returns:
             Per input its `Plan`, or the exception that kept it from being routed.
         """
         out: list[Plan[In] | Exception | None] = [None] * len(inputs)
         groups: dict[Costs, list[tuple[int, In, str]]] = defaultdict(list)
-        for i, (raw, (cost_weight, max_cost)) in enumerate(zip(inputs, requested)):
+        for i, (raw, (cost_weight, max_cost, *target)) in enumerate(zip(inputs, requested)):
             try:
                 value, text = read(raw)
-                costs = call_costs(self.router, cost_weight, max_cost, instance, self.cost_names)
+                costs = call_costs(self.router, cost_weight, max_cost, instance, self.cost_names, *target[:1])
             except Exception as exc:
                 out[i] = exc
                 continue
@@ -224,17 +239,17 @@ class RoutedCaller(Generic[B, In]):
                     out[i] = exc
                 continue
             for (i, value, _), decision in zip(members, decisions):
-                out[i] = Plan(decision, value, costs[1])
+                out[i] = Plan(decision, value, costs[1], costs[2])
         return out  # type: ignore[return-value]  # every input got a plan or an exception
 
-    def plan(self, raw: Any, read: Read[In], requested: tuple[Any, Any], instance: Costs) -> Plan[In]:
+    def plan(self, raw: Any, read: Read[In], requested: tuple[Any, ...], instance: Costs) -> Plan[In]:
         """Routes one input (one router pass); raises what keeps it from being routed."""
         (plan,) = self.plan_batch([raw], read, [requested], instance)
         if isinstance(plan, Exception):
             raise plan
         return plan
 
-    async def aplan(self, raw: Any, read: Read[In], requested: tuple[Any, Any], instance: Costs) -> Plan[In]:
+    async def aplan(self, raw: Any, read: Read[In], requested: tuple[Any, ...], instance: Costs) -> Plan[In]:
         """`plan` in a worker thread: the router's forward pass must not block the event loop."""
         return await asyncio.to_thread(self.plan, raw, read, requested, instance)
 
@@ -265,7 +280,15 @@ class RoutedCaller(Generic[B, In]):
                 served.backend,
                 len(attempts),
             )
-        return decision_record(plan.decision, served, prepared.applied, attempts, plan.max_cost, self.pinned)
+        return decision_record(
+            plan.decision,
+            served,
+            prepared.applied,
+            attempts,
+            plan.max_cost,
+            self.pinned,
+            plan.target_mean_cost,
+        )
 
     # -- calling ---------------------------------------------------------------------------
     def call(
@@ -336,10 +359,13 @@ class RoutedCaller(Generic[B, In]):
     def check(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per backend and catalog parameter: the mechanism and whether it reaches the model."""
 
-        def mechanisms(name: str, params: dict[str, Any]) -> dict[str, str]:
+        def mechanisms(name: str, params: dict[str, Any]) -> Mapping[str, str]:
+            if name not in self.backends:  # outside the pool: never routed to, not reported
+                return defaultdict(lambda: "not_applied")
             return self.apply(name, self.backends[name], params).mechanisms
 
-        return parameter_report(self.space, mechanisms, self.details, self.pinned)
+        report = parameter_report(self.space, mechanisms, self.details, self.pinned)
+        return {name: routes for name, routes in report.items() if name in self.backends}
 
 
 def _loop(policy: RetryPolicy) -> dict[str, Any]:

@@ -13,7 +13,14 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from haps_core.decision import RouterLike, RoutingDecision, check_cost_weight, fallback_order
+from haps_core.decision import (
+    RouterLike,
+    RoutingDecision,
+    check_budget,
+    check_cost_weight,
+    fallback_order,
+    unknown_backends_error,
+)
 from haps_core.dispatch.settings import Costs
 from haps_core.errors import RoutingError
 from haps_core.text import SURROGATE, count_surrogates, replace_surrogates
@@ -25,7 +32,9 @@ M = TypeVar("M")
 COST_WEIGHT_KEY = "haps_cost_weight"
 """The per-call key of the cost weight (lambda), in both integrations (a kwarg or a configurable key)."""
 MAX_COST_KEY = "haps_max_cost_per_query"
-"""The per-call key of the USD budget per query the router calibrates a cost weight from."""
+"""The per-call key of the hard USD cap on one query's predicted cost."""
+TARGET_MEAN_KEY = "haps_target_mean_cost"
+"""The per-call key of the mean USD cost per query (over the router's reference set) to fit."""
 
 MAX_ROUTING_CHARS = 32_000
 """The most characters of one query that the router reads (its head); the backend gets them all.
@@ -145,11 +154,14 @@ def route_checked(
     max_cost_per_query: float | None,
     known_backends: Collection[str],
     max_chars: int = MAX_ROUTING_CHARS,
+    target_mean_cost: float | None = None,
 ) -> list[RoutingDecision]:
     """``router.route`` (one forward pass for ``texts``), checked before anything is called.
 
     Each text goes through `routing_text` (empty ones are refused, unpaired surrogates replaced,
-    long ones cut to ``max_chars``), and routing holds `routing_lock`. A router that returns the
+    long ones cut to ``max_chars``), and routing holds `routing_lock`. Routing is among
+    ``known_backends`` only (``backends=`` is passed when they are not the whole catalog;
+    ``target_mean_cost=`` only when set). A router that returns the
     wrong number of decisions, or names a backend the caller has no model for, is a bug in the
     router or its catalog; failing here names it, instead of a ``KeyError`` deep in a framework.
     A decision whose choice or runner-ups have a non-finite predicted quality or cost is logged:
@@ -161,7 +173,14 @@ def route_checked(
     """
     texts = [routing_text(t, max_chars, f"texts[{i}]") for i, t in enumerate(texts)]
     with routing_lock(router):
-        decisions = list(router.route(texts, cost_weight=cost_weight, max_cost_per_query=max_cost_per_query))
+        extra: dict[str, Any] = {}
+        if target_mean_cost is not None:
+            extra["target_mean_cost"] = target_mean_cost
+        if set(known_backends) != set(router.space.backend_names):
+            extra["backends"] = sorted(known_backends)
+        decisions = list(
+            router.route(texts, cost_weight=cost_weight, max_cost_per_query=max_cost_per_query, **extra)
+        )
     if len(decisions) != len(texts):
         msg = f"router returned {len(decisions)} decisions for {len(texts)} queries"
         raise RoutingError(msg)
@@ -181,70 +200,105 @@ def route_checked(
                 d.backend,
             )
     logger.debug(
-        "HAPS routed %d queries (cost_weight=%s, max_cost=%s)", len(texts), cost_weight, max_cost_per_query
+        "HAPS routed %d queries (cost_weight=%s, max_cost=%s, target_mean_cost=%s)",
+        len(texts),
+        cost_weight,
+        max_cost_per_query,
+        target_mean_cost,
     )
     return decisions
 
 
 def call_costs(
-    router: RouterLike, cost_weight: Any, max_cost: Any, instance: Costs, names: tuple[str, str]
+    router: RouterLike,
+    cost_weight: Any,
+    max_cost: Any,
+    instance: Costs,
+    names: tuple[str, ...],
+    target_mean_cost: Any = None,
 ) -> Costs:
-    """One call's ``(cost weight, budget)``; at most one of the two is set.
+    """One call's ``(cost weight, cap, target mean cost)``.
 
-    A per-call setting (``cost_weight`` or ``max_cost``; None when not given) replaces the
-    ``instance`` settings entirely, so a per-call budget overrides an instance cost weight and vice
-    versa. With nothing set anywhere, the router's ``default_cost_weight`` (0.0 if it has none).
+    A per-call setting (None when not given) replaces the ``instance`` settings entirely. The
+    cap (``max_cost``) combines with either of the others; a cost weight and a target mean cost
+    exclude each other. With nothing set anywhere, the router's ``default_cost_weight``.
 
     Args:
         router: the HAPS router (for its ``default_cost_weight``).
         cost_weight: the per-call cost weight, or None.
-        max_cost: the per-call USD budget per query, or None.
-        instance: the integration's own ``(cost_weight, max_cost_per_query)`` settings.
-        names: how a caller spells the two per-call settings (for error messages).
+        max_cost: the per-call hard USD cap per query, or None.
+        instance: the integration's own ``(cost_weight, max_cost_per_query, target_mean_cost)``.
+        names: how a caller spells the per-call settings (for error messages), in that order.
+        target_mean_cost: the per-call target mean USD cost per query, or None.
 
     Raises:
-        ValueError: both per-call settings are given, or one is negative or not finite.
+        ValueError: a cost weight and a target are both given, or a value is out of range.
         TypeError: a per-call setting is not a number.
     """
-    if cost_weight is not None and max_cost is not None:
-        msg = f"give either `{names[0]}` or `{names[1]}`, not both (got {cost_weight!r} and {max_cost!r})"
+    target_name = names[2] if len(names) > 2 else TARGET_MEAN_KEY
+    if cost_weight is not None and target_mean_cost is not None:
+        msg = (
+            f"give either `{names[0]}` or `{target_name}`, not both "
+            f"(got {cost_weight!r} and {target_mean_cost!r})"
+        )
         raise ValueError(msg)
-    if cost_weight is not None:
-        return check_cost_weight(cost_weight, names[0]), None
-    if max_cost is not None:
-        return None, check_cost_weight(max_cost, names[1])
-    if instance[0] is not None or instance[1] is not None:
+    if cost_weight is not None or max_cost is not None or target_mean_cost is not None:
+        return (
+            None if cost_weight is None else check_cost_weight(cost_weight, names[0]),
+            None if max_cost is None else _positive(max_cost, names[1]),
+            None if target_mean_cost is None else _positive(target_mean_cost, target_name),
+        )
+    if any(v is not None for v in instance):
         return instance
-    return float(getattr(router, "default_cost_weight", 0.0) or 0.0), None
+    return float(getattr(router, "default_cost_weight", 0.0) or 0.0), None, None
+
+
+def _positive(value: Any, name: str) -> float:
+    check_cost_weight(value, name)  # the type check and its message
+    return check_budget(value, name)
+
+
+_POOL_WARNED: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
 
 
 def check_pool(catalog: Collection[str], backends: Any, model: str, extra: str) -> None:
-    """Checks an integration's pool (``backends``) against the router's catalog, name for name.
+    """Checks an integration's pool (``backends``): a non-empty subset of the router's catalog.
+
+    A pool smaller than the catalog is routed within; one warning (once per process for each
+    catalog and pool) names the catalog backends it lacks.
 
     Args:
         catalog: the router's backend names.
-        backends: the pool given (must be a non-empty mapping of name -> model).
-        model: how the error names one model of the pool ("a runnable", "an LLM").
-        extra: how it names models the catalog lacks ("runnables without a catalog entry").
+        backends: the pool given (a non-empty mapping of name -> model).
+        model: how the warning names one model of the pool ("a runnable", "an LLM").
+        extra: how the error names models the catalog lacks ("runnables without a catalog entry").
 
     Raises:
-        TypeError: ``backends`` is not a mapping. ValueError: it is empty or does not match.
+        TypeError: ``backends`` is not a mapping. ValueError: it is empty or names a backend
+        the catalog does not know.
     """
     if not isinstance(backends, Mapping):
         msg = f"`backends` must be a dict of backend name -> model, got {type(backends).__name__}"
         raise TypeError(msg)
     if not backends:
-        msg = f"`backends` is empty: give one model per backend of the router's catalog {sorted(catalog)}"
+        msg = f"`backends` is empty: give a model for at least one of the router's backends {sorted(catalog)}"
         raise ValueError(msg)
     known, given = set(catalog), set(backends)
-    if known != given:
-        msg = (
-            "`backends` must match the router's catalog exactly: "
-            f"catalog backends without {model}: {sorted(known - given)}; "
-            f"{extra}: {sorted(given - known)} "
-            f"(catalog: {sorted(known)}; given: {sorted(given)})"
-        )
+    if unknown := sorted(given - known):
+        msg = f"`backends` has {extra}: {unknown}; {unknown_backends_error(unknown, sorted(known))}"
         raise ValueError(msg)
+    missing = tuple(sorted(known - given))
+    key = (tuple(sorted(known)), tuple(sorted(given)))
+    if missing and key not in _POOL_WARNED:
+        _POOL_WARNED.add(key)
+        logger.warning(
+            "HAPS: routing among %d of the router's %d backends; catalog backends without %s "
+            "(never chosen): %s",
+            len(given),
+            len(known),
+            model,
+            list(missing),
+        )
 
 
 def pin_backend(decision: RoutingDecision, backend: str, known: Sequence[str]) -> RoutingDecision:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from tenacity import RetryCallState
 
-from haps_core.decision import RouterLike, check_cost_weight
+from haps_core.decision import RouterLike, check_budget, check_cost_weight
 
 T = TypeVar("T")
 
@@ -31,10 +31,12 @@ __all__ = [
     "CostWeight",
     "Costs",
     "MaxBackends",
+    "MaxCost",
     "RetryPolicy",
     "RetryWait",
     "Router",
     "RoutingSettings",
+    "TargetMeanCost",
     "check_attempts",
     "check_call_timeout",
     "check_max_backends",
@@ -86,12 +88,12 @@ def check_call_timeout(value: float | None, name: str = "call_timeout") -> float
     return float(value)
 
 
-def check_one_cost_setting(cost_weight: float | None, max_cost: float | None) -> None:
-    """Refuses an integration built with both a cost weight and a budget."""
-    if cost_weight is not None and max_cost is not None:
+def check_one_cost_setting(cost_weight: float | None, target_mean_cost: float | None) -> None:
+    """Refuses an integration built with both a cost weight and a target mean cost."""
+    if cost_weight is not None and target_mean_cost is not None:
         msg = (
-            f"give either `cost_weight` ({cost_weight!r}) or `max_cost_per_query` ({max_cost!r}), "
-            "not both: the router turns a budget into a cost weight"
+            f"give either `cost_weight` ({cost_weight!r}) or `target_mean_cost` ({target_mean_cost!r}), "
+            "not both: the router turns a target mean cost into a cost weight"
         )
         raise ValueError(msg)
 
@@ -109,8 +111,16 @@ def _optional_cost(value: float | None, name: str) -> float | None:
     return None if value is None else check_cost_weight(value, name)
 
 
+def _optional_usd(value: float | None, name: str) -> float | None:
+    return None if value is None else check_budget(check_cost_weight(value, name), name)
+
+
 CostWeight = Annotated[float | None, AfterValidator(_named(_optional_cost))]
-"""A cost weight (quality points per USD) or a USD budget per query: None, or a finite number >= 0."""
+"""A cost weight (quality points per USD): None, or a finite number >= 0."""
+MaxCost = Annotated[float | None, AfterValidator(_named(_optional_usd))]
+"""A hard cap on one query's predicted cost: None, or a finite number of USD > 0."""
+TargetMeanCost = Annotated[float | None, AfterValidator(_named(_optional_usd))]
+"""A mean USD cost per query over the router's reference set: None, or a finite number > 0."""
 MaxBackends = Annotated[int | None, AfterValidator(check_max_backends)]
 """How many distinct backends one call may try: None (every backend of the decision) or an int >= 1."""
 Attempts = Annotated[int, AfterValidator(_named(check_attempts))]
@@ -123,8 +133,8 @@ Router = Annotated[RouterLike, SkipValidation]
 """A HAPS router field: typed `RouterLike`, checked by `check_router` (a clear TypeError)."""
 
 
-Costs = tuple[float | None, float | None]
-"""One call's ``(cost weight, USD budget per query)``; at most one of the two is set."""
+Costs = tuple[float | None, float | None, float | None]
+"""One call's ``(cost weight, hard cap per query, target mean cost)`` (not weight and target both)."""
 
 
 @dataclass(frozen=True)
@@ -158,8 +168,13 @@ class RoutingSettings(BaseModel):
         default=None,
         description="Lambda: quality points per USD (>= 0); None: the router's `default_cost_weight`.",
     )
-    max_cost_per_query: CostWeight = Field(
-        default=None, description="USD budget per query; the router calibrates a cost weight from it."
+    max_cost_per_query: MaxCost = Field(
+        default=None,
+        description="Hard cap in USD on a query's predicted cost (the cheapest action where none fits).",
+    )
+    target_mean_cost: TargetMeanCost = Field(
+        default=None,
+        description="Mean USD cost per query over the router's reference set; calibrates the cost weight.",
     )
     prompt_styles: dict[str, str] | None = Field(
         default=None, description="Style name -> system-message text, overriding or extending the router's."
@@ -182,11 +197,11 @@ class RoutingSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_cost_setting(self) -> Self:
-        check_one_cost_setting(self.cost_weight, self.max_cost_per_query)
+        check_one_cost_setting(self.cost_weight, self.target_mean_cost)
         return self
 
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.max_attempts, self.max_backends, self.retry_wait, self.call_timeout)
 
     def _instance_costs(self) -> Costs:
-        return self.cost_weight, self.max_cost_per_query
+        return self.cost_weight, self.max_cost_per_query, self.target_mean_cost

@@ -6,7 +6,8 @@ a trained router: it matches `HAPSRouter.forward` to float32 rounding.
 """
 
 import copy
-from typing import Protocol
+from itertools import chain
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -262,3 +263,29 @@ def fuse_heads(router: FusableRouter, chunk_size: int = 64) -> FusedRouterHeads:
     """A fused, inference-only snapshot of `router`'s heads (see `FusedRouterHeads`)."""
     heads = FusedRouterHeads(router, chunk_size=chunk_size).eval()
     return heads.to(router.feature_mean.device)
+
+
+def weights_key(router: nn.Module) -> tuple[Any, ...]:
+    """A key that changes whenever a weight the fused heads copied may have changed.
+
+    It holds each tensor's in-place version counter (optimiser steps, `load_state_dict` and
+    `copy_` bump it), the device, and the identity of every entry of the modules'
+    ``_parameters``, ``_buffers`` and ``_modules`` tables, so that re-registering one
+    (`module.weight = ...`, `load_state_dict(assign=True)`, a module swapped in) changes it
+    too. Tables that were empty are left out: the heads read only entries that existed when
+    they were built. The modules are walked again only when some entry changed (walking
+    costs more than the heads at batch 1), and the index keeps the old entries alive, so
+    an id is never reused while it is compared.
+    """
+    index = router.__dict__.get("_weights_index")
+    if index is not None:
+        slots = tuple(map(id, chain.from_iterable(map(dict.values, index[0]))))
+        if slots != index[1]:
+            index = None
+    if index is None:
+        modules = tuple(router.modules())
+        tables = tuple(t for m in modules for t in (m._modules, m._parameters, m._buffers) if t)
+        slots = tuple(map(id, chain.from_iterable(t.values() for t in tables)))
+        index = (tables, slots, (*router.parameters(), *router.buffers()), modules)
+        router.__dict__["_weights_index"] = index
+    return (str(router.feature_mean.device), index[1], tuple(t._version for t in index[2]))

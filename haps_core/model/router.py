@@ -10,7 +10,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,14 @@ from haps_core.decision import (
     calibrate_cost_weight,
     check_budget,
     decisions_from_predictions,
+    pool_mask,
     route_from_predictions,
 )
 from haps_core.encoders import PRECISIONS, CachedEncoder, Precision, QueryEncoder, optimize_encoder
 from haps_core.features import action_value_features, query_features
 from haps_core.model import checkpoint
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
-from haps_core.model.fused import FusedRouterHeads, fuse_heads
+from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
 from haps_core.model.net import RouterNet
 
 logger = logging.getLogger(__name__)
@@ -203,62 +203,39 @@ class HAPSRouter(nn.Module):
         """The heads' fused inference path (`FusedRouterHeads`): the same outputs as `forward`
         to float rounding, several times faster at small batches.
 
-        It is a snapshot of the weights, so it is rebuilt whenever the key of `_weights_key`
+        It is a snapshot of the weights, so it is rebuilt whenever the key of `weights_key`
         changed. Building twice under a thread race is harmless.
         """
-        key = self._weights_key()
+        key = weights_key(self)
         cached = self.__dict__.get("_fused_heads")
         if cached is None or cached[0] != key:
             cached = (key, fuse_heads(self))
             self.__dict__["_fused_heads"] = cached
         return cached[1]
 
-    def _weights_key(self) -> tuple[Any, ...]:
-        """A key that changes whenever a weight the fused heads copied may have changed.
-
-        It holds each tensor's in-place version counter (optimiser steps, `load_state_dict` and
-        `copy_` bump it), the device, and the identity of every entry of the modules'
-        ``_parameters``, ``_buffers`` and ``_modules`` tables, so that re-registering one
-        (`module.weight = ...`, `load_state_dict(assign=True)`, a module swapped in) changes it
-        too. Tables that were empty are left out: the heads read only entries that existed when
-        they were built. The modules are walked again only when some entry changed (walking
-        costs more than the heads at batch 1), and the index keeps the old entries alive, so
-        an id is never reused while it is compared.
-        """
-        index = self.__dict__.get("_weights_index")
-        if index is not None:
-            slots = tuple(map(id, chain.from_iterable(map(dict.values, index[0]))))
-            if slots != index[1]:
-                index = None
-        if index is None:
-            modules = tuple(self.modules())
-            tables = tuple(t for m in modules for t in (m._modules, m._parameters, m._buffers) if t)
-            slots = tuple(map(id, chain.from_iterable(t.values() for t in tables)))
-            index = (tables, slots, (*self.parameters(), *self.buffers()), modules)
-            self.__dict__["_weights_index"] = index
-        return (str(self.feature_mean.device), index[1], tuple(t._version for t in index[2]))
-
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality and cost of every action for each text."""
         return self.predict_features(self.featurize(texts))
 
     def calibrate_cost_weight(
-        self, max_cost_per_query: float, features: torch.Tensor | np.ndarray | None = None
+        self, target_mean_cost: float, features: torch.Tensor | np.ndarray | None = None
     ) -> float:
-        """The smallest cost weight whose mean predicted cost over reference queries fits a budget.
+        """The smallest cost weight whose mean predicted cost over reference queries fits a target.
 
         Args:
-            max_cost_per_query: budget in USD per query (mean over the reference queries).
-            features: reference queries' features (unlabelled traffic); default: the sample of
-                training queries stored in the router.
+            target_mean_cost: mean USD cost per query over the reference queries.
+            features: reference queries' features (unlabelled traffic); default: the fixed
+                sample of training queries stored in the router.
         """
-        check_budget(max_cost_per_query)
+        check_budget(target_mean_cost, "target_mean_cost")
         if not self.has_cost:
-            msg = "this router was trained on logs without cost: a budget cannot be applied"
+            msg = "this router was trained on logs without cost: `target_mean_cost` cannot be applied"
             raise ValueError(msg)
-        ref = self.reference_features if features is None else features
-        quality, cost = self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
-        return calibrate_cost_weight(quality, cost, max_cost_per_query)
+        if features is None:
+            quality, cost = self.reference_predictions()
+        else:
+            quality, cost = self.predict_features(features) if len(features) else (np.zeros((0, 0)),) * 2
+        return calibrate_cost_weight(quality, cost, target_mean_cost)
 
     def decide(
         self,
@@ -276,15 +253,23 @@ class HAPSRouter(nn.Module):
         cost_weight: float | None = None,
         max_cost_per_query: float | None = None,
         n_alternatives: int = 3,
+        *,
+        target_mean_cost: float | None = None,
+        backends: Sequence[str] | None = None,
     ) -> list[RoutingDecision]:
         """Routes queries: one encoder + router forward pass for the whole list.
+
+        A query's decision never depends on the other queries of the list.
 
         Args:
             texts: the query texts (what the user sends; nothing else is used).
             cost_weight: lambda >= 0 (quality points per USD); default `default_cost_weight`.
-            max_cost_per_query: alternatively, a budget in USD per query, calibrated to a cost
-                weight on these queries (several) or on the stored reference queries (one).
+            max_cost_per_query: a hard cap in USD: no chosen action (nor runner-up) is predicted
+                to cost more; where none fits, the cheapest, flagged ``over_budget``.
             n_alternatives: runner-up actions kept per decision for fallback.
+            target_mean_cost: instead of `cost_weight`, the mean USD cost per query to fit over
+                the router's fixed reference queries (stored in the checkpoint).
+            backends: route only among these backends of the catalog (default: all).
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -296,30 +281,38 @@ class HAPSRouter(nn.Module):
             if not t.strip():
                 msg = f"`texts[{i}]` is empty or whitespace: there is nothing to route on"
                 raise ValueError(msg)
-        if cost_weight is not None and max_cost_per_query is not None:
-            msg = "give either `cost_weight` or `max_cost_per_query`, not both"
+        if cost_weight is not None and target_mean_cost is not None:
+            msg = "give either `cost_weight` or `target_mean_cost`, not both"
             raise ValueError(msg)
+        for name, value in (
+            ("max_cost_per_query", max_cost_per_query),
+            ("target_mean_cost", target_mean_cost),
+        ):
+            if value is not None:
+                check_budget(value, name)
+                if not self.has_cost:
+                    msg = f"this router was trained on logs without cost: `{name}` cannot be applied"
+                    raise ValueError(msg)
+        allowed = None if backends is None else pool_mask(self.space, backends)
         features = self.featurize(texts)
         quality, cost = self.predict_features(features)
-        reference = None
-        if max_cost_per_query is not None:
-            check_budget(max_cost_per_query)
-            if not self.has_cost:
-                msg = "this router was trained on logs without cost: a budget cannot be applied"
-                raise ValueError(msg)
-            if len(texts) == 1:  # one query: calibrate on the stored reference queries
-                ref = self.reference_features
-                reference = self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
         return route_from_predictions(
             self.space,
             quality,
             cost,
             cost_weight=cost_weight,
             max_cost_per_query=max_cost_per_query,
-            reference=reference,
+            target_mean_cost=target_mean_cost,
+            reference=self.reference_predictions() if target_mean_cost is not None else None,
             default_cost_weight=self.default_cost_weight,
+            allowed=allowed,
             n_alternatives=n_alternatives,
         )
+
+    def reference_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions on the stored reference queries (what `target_mean_cost` is a mean over)."""
+        ref = self.reference_features
+        return self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

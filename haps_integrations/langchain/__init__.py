@@ -10,7 +10,7 @@ from haps_integrations import require_extra
 
 require_extra("langchain_core", __name__, "LangChain (langchain-core)", "langchain")
 
-from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY
+from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY
 from haps_integrations.langchain.chat_model import ChatHAPS
 from haps_integrations.langchain.messages import apply_system_message, extract_query_text, to_messages
 from haps_integrations.langchain.params import MECHANISMS
@@ -20,6 +20,7 @@ __all__ = [
     "COST_WEIGHT_KEY",
     "MAX_COST_KEY",
     "MECHANISMS",
+    "TARGET_MEAN_KEY",
     "ChatHAPS",
     "HAPSRunnable",
     "apply_system_message",

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, SecretStr, 
 from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
+    TARGET_MEAN_KEY,
     Answer,
     ChunkRules,
     Plan,
@@ -101,13 +102,14 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
 
     Key init args:
         router: a HAPS router (``.space``, ``.route(...)``).
-        backends: backend name -> chat model; must match the router's catalog exactly.
-        cost_weight / max_cost_per_query: the cost trade-off (see `HAPSRunnable`). Per call,
-            the same ``configurable`` keys as `HAPSRunnable`:
+        backends: backend name -> chat model: any non-empty subset of the router's catalog.
+        cost_weight / max_cost_per_query / target_mean_cost: the cost trade-off (see
+            `HAPSRunnable`). Per call, the same ``configurable`` keys as `HAPSRunnable`:
             ``config={"configurable": {"haps_cost_weight": 50.0}}`` (or
-            ``haps_max_cost_per_query``), or as kwargs: ``.invoke(x, haps_cost_weight=50.0)``,
-            ``.bind(haps_cost_weight=50.0)`` (a kwarg wins over a configurable key). An unknown
-            ``haps_*`` key is a `UserWarning` naming it and the allowed keys.
+            ``haps_max_cost_per_query``, ``haps_target_mean_cost``), or as kwargs:
+            ``.invoke(x, haps_cost_weight=50.0)``, ``.bind(haps_cost_weight=50.0)`` (a kwarg wins
+            over a configurable key). An unknown ``haps_*`` key is a `UserWarning` naming it and
+            the allowed keys.
         prompt_styles, max_attempts, max_backends, forwards_kwargs, retry_wait, call_timeout: as
             in `HAPSRunnable`.
         max_retries: LangChain's name for the same setting: retries per backend, so
@@ -161,7 +163,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
     """
 
     backends: dict[str, Any]
-    """Backend name -> chat model; must match the router's catalog exactly."""
+    """Backend name -> chat model: any non-empty subset of the router's catalog."""
     model_name: str = Field(default="haps", alias="model")
     """A name for this router in traces (``ls_model_name``)."""
     temperature: float | None = None
@@ -199,7 +201,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
             self.max_attempts = self.max_retries + 1
         settings = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout": self.timeout}
         pinned = {k: v for k, v in settings.items() if v is not None}
-        names = (COST_WEIGHT_KEY, MAX_COST_KEY)
+        names = (COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY)
         self._caller = langchain_caller(
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, names, pinned
         )
@@ -216,6 +218,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
             "backends": sorted(self.backends),
             "cost_weight": self.cost_weight,
             "max_cost_per_query": self.max_cost_per_query,
+            "target_mean_cost": self.target_mean_cost,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:

@@ -161,14 +161,14 @@ def langchain_caller(
     backends: Mapping[str, Any],
     prompt_styles: Mapping[str, str] | None,
     forwards_kwargs: Sequence[str],
-    cost_names: tuple[str, str],
+    cost_names: tuple[str, ...],
     pinned: Mapping[str, Any] | None = None,
 ) -> RoutedCaller[Any, list[BaseMessage]]:
     """The `RoutedCaller` of `HAPSRunnable` and `ChatHAPS`: their pool of backends, checked.
 
     Raises:
         TypeError: a backend is not a Runnable, or the router is not a router.
-        ValueError: the pool does not match the router's catalog, or ``forwards_kwargs`` names
+        ValueError: the pool names a backend the router's catalog lacks, or ``forwards_kwargs`` names
             an unknown backend.
     """
     for name, backend in backends.items() if isinstance(backends, Mapping) else ():

@@ -27,6 +27,7 @@ from haps_core.decision import RoutingDecision
 from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
+    TARGET_MEAN_KEY,
     Plan,
     RoutedCaller,
     RoutingSettings,
@@ -37,11 +38,11 @@ from haps_integrations.langchain.params import async_sender, child_run, langchai
 
 logger = logging.getLogger(__name__)
 
-_CONFIGURABLE_NAMES = (f"configurable[{COST_WEIGHT_KEY!r}]", f"configurable[{MAX_COST_KEY!r}]")
+_CONFIGURABLE_NAMES = tuple(f"configurable[{k!r}]" for k in (COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY))
 
 
-def _requested(config: RunnableConfig) -> tuple[Any, Any]:
-    """The per-call (cost weight, budget) of a config's ``configurable`` keys (None: unset).
+def _requested(config: RunnableConfig) -> tuple[Any, Any, Any]:
+    """The per-call (cost weight, cap, target mean cost) of ``configurable`` keys (None: unset).
 
     An unknown ``haps_*`` key is a `UserWarning` naming it and the allowed keys.
     """
@@ -54,13 +55,18 @@ class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, Bas
     Args:
         router: a HAPS router (`haps_core.decision.RouterLike`): ``.space`` (its `RoutingSpace`)
             and ``.route(texts, cost_weight=..., max_cost_per_query=...)``.
-        backends: backend name -> chat model (or any Runnable taking messages). Must match the
-            router's catalog exactly (missing or extra names are a ValueError).
+        backends: backend name -> chat model (or any Runnable taking messages): any non-empty
+            subset of the router's catalog (one warning names the catalog backends left out;
+            routing and fallback stay in the pool). A name the catalog lacks is a ValueError.
         cost_weight: lambda, quality points per USD (>= 0). None: the router's
             ``default_cost_weight`` (0.0 if it has none). Per call:
             ``config={"configurable": {"haps_cost_weight": x}}``.
-        max_cost_per_query: USD budget per query the router calibrates a cost weight from.
-            Per call: ``config={"configurable": {"haps_max_cost_per_query": x}}``.
+        max_cost_per_query: hard cap in USD on a query's predicted cost (where no action fits,
+            the cheapest, flagged ``over_budget``). Per call:
+            ``config={"configurable": {"haps_max_cost_per_query": x}}``.
+        target_mean_cost: mean USD cost per query over the router's reference set, calibrated
+            to a cost weight (not with ``cost_weight``). Per call:
+            ``config={"configurable": {"haps_target_mean_cost": x}}``.
         prompt_styles: style name -> system-message text, overriding or extending the router's.
         max_attempts: calls of one backend before falling back (transient errors only; a
             permanent error such as a 401 falls back at once).

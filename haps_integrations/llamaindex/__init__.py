@@ -10,7 +10,7 @@ from haps_integrations import require_extra
 
 require_extra("llama_index.core", __name__, "LlamaIndex (llama-index-core)", "llamaindex")
 
-from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY
+from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY
 from haps_integrations.llamaindex.llm import HAPSLLM
 from haps_integrations.llamaindex.messages import apply_system_message, extract_query_text, message_text
 from haps_integrations.llamaindex.params import MECHANISMS, apply_parameters
@@ -22,6 +22,7 @@ __all__ = [
     "HAPSLLM",
     "MAX_COST_KEY",
     "MECHANISMS",
+    "TARGET_MEAN_KEY",
     "HAPSSelector",
     "HAPSSelectorResult",
     "apply_parameters",

@@ -32,6 +32,7 @@ from haps_core.decision import RouterLike, RoutingDecision, check_cost_weight
 from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
+    TARGET_MEAN_KEY,
     ChunkRules,
     Plan,
     RoutedCaller,
@@ -78,15 +79,18 @@ class HAPSLLM(RoutingSettings, LLM):
         router: a HAPS router (`haps_core.decision.RouterLike`): ``.space`` (its `RoutingSpace`),
             ``.route(texts, cost_weight=..., max_cost_per_query=...)`` and optionally
             ``.default_cost_weight``.
-        backends: backend name -> LlamaIndex LLM. Must match the router's catalog exactly (a
-            catalog backend without an LLM, or an LLM the catalog does not know, is a
-            ValueError). ``llms=`` is the deprecated name of this argument.
+        backends: backend name -> LlamaIndex LLM: any non-empty subset of the router's catalog
+            (one warning names the catalog backends left out; routing and fallback stay in the
+            pool); an LLM the catalog does not know is a ValueError. ``llms=`` is the
+            deprecated name of this argument.
         cost_weight: lambda, quality points per USD (>= 0). None: the router's
             ``default_cost_weight`` (0.0 if it has none). Per call: ``haps_cost_weight=x``.
-        max_cost_per_query: a USD budget per query that the router calibrates a cost weight
-            from (instead of ``cost_weight``). Per call: ``haps_max_cost_per_query=x``. The
-            per-call keys are those of the LangChain integration's ``configurable``; an unknown
-            ``haps_*`` kwarg is a `UserWarning` naming it and the allowed keys.
+        max_cost_per_query: a hard cap in USD on a query's predicted cost (where no action
+            fits, the cheapest, flagged ``over_budget``). Per call: ``haps_max_cost_per_query=x``.
+        target_mean_cost: a mean USD cost per query over the router's reference set, calibrated
+            to a cost weight (not with ``cost_weight``). Per call: ``haps_target_mean_cost=x``.
+            The per-call keys are those of the LangChain integration's ``configurable``; an
+            unknown ``haps_*`` kwarg is a `UserWarning` naming it and the allowed keys.
         prompt_styles: style name -> system-message text, overriding or extending the router's.
         max_attempts: calls of one backend before falling back (transient errors only; a
             permanent error such as a 401 falls back at once).
@@ -174,7 +178,7 @@ class HAPSLLM(RoutingSettings, LLM):
             apply=lambda _, llm, params: apply_parameters(llm, params),
             restyle=restyle,
             prompt_styles=self.prompt_styles,
-            cost_names=(COST_WEIGHT_KEY, MAX_COST_KEY),
+            cost_names=(COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY),
             details=DETAILS,
             labels=("an LLM", "LLMs not in the catalog"),
         )
@@ -208,16 +212,23 @@ class HAPSLLM(RoutingSettings, LLM):
     def with_cost_weight(self, cost_weight: float) -> "HAPSLLM":
         """A copy routing at ``cost_weight`` (and no budget); shares the router and the LLMs."""
         return self.model_copy(
-            update={"cost_weight": check_cost_weight(cost_weight), "max_cost_per_query": None}
+            update={
+                "cost_weight": check_cost_weight(cost_weight),
+                "max_cost_per_query": None,
+                "target_mean_cost": None,
+            }
         )
 
     def route(
-        self, query: Query, cost_weight: float | None = None, max_cost_per_query: float | None = None
+        self,
+        query: Query,
+        cost_weight: float | None = None,
+        max_cost_per_query: float | None = None,
+        target_mean_cost: float | None = None,
     ) -> RoutingDecision:
         """The decision for ``query`` (a prompt or messages), without calling any LLM."""
-        return self._caller.plan(
-            query, self._read, (cost_weight, max_cost_per_query), self._instance_costs()
-        ).decision
+        requested = (cost_weight, max_cost_per_query, target_mean_cost)
+        return self._caller.plan(query, self._read, requested, self._instance_costs()).decision
 
     def check_backends(self) -> dict[str, dict[str, dict[str, Any]]]:
         """For each backend and each parameter of its catalog grid, how HAPS sets it.

@@ -36,7 +36,10 @@ def test_allowed_mask_per_query_and_an_empty_row_is_refused():
         route_from_predictions(SPACE, quality, cost, cost_weight=0.0, allowed=allowed)
 
 
-def test_cost_weight_and_budget_are_exclusive():
+def test_cost_weight_and_target_mean_cost_are_exclusive():
+    # a cost weight and a target mean cost both set the trade-off; the hard cap combines with either
     q, c = np.ones((1, len(SPACE.actions))), np.ones((1, len(SPACE.actions)))
     with pytest.raises(ValueError, match="not both"):
-        route_from_predictions(SPACE, q, c, cost_weight=1.0, max_cost_per_query=1.0)
+        route_from_predictions(SPACE, q, c, cost_weight=1.0, target_mean_cost=1.0, reference=(q, c))
+    (d,) = route_from_predictions(SPACE, q, c, cost_weight=1.0, max_cost_per_query=1.0)
+    assert d.predicted_cost <= 1.0 and not d.over_budget

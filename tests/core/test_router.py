@@ -90,12 +90,21 @@ def test_budget_calibration(trained):
     assert c[np.arange(len(c)), chosen].mean() <= cheapest * 1.5
     with pytest.raises(ValueError, match="below the cheapest action"):
         router.calibrate_cost_weight(cheapest * 0.5, feats)
-    with pytest.raises(ValueError, match="`max_cost_per_query`"):
+    with pytest.raises(ValueError, match="`target_mean_cost`"):
         router.calibrate_cost_weight(-1.0)
-    # one query: calibrated on the stored reference queries
+    with pytest.raises(ValueError, match="`max_cost_per_query`"):
+        router.route(["Who wrote Hamlet? #2"], max_cost_per_query=-1.0)
+    # a target mean cost is calibrated on the stored reference queries, alone or in a batch
     assert len(router.reference_features) > 0
-    (d,) = router.route(["Who wrote Hamlet? #2"], max_cost_per_query=float(c.max(1).mean()))
+    (d,) = router.route(["Who wrote Hamlet? #2"], target_mean_cost=float(c.max(1).mean()))
     assert d.cost_weight >= 0
+    # a cap is per query: the chosen action's predicted cost never exceeds it
+    cap = float(np.median(c))
+    texts = [f"Who wrote Hamlet? #{i}" for i in range(20)]
+    _, costs = router.predict(texts)
+    for d, row in zip(router.route(texts, max_cost_per_query=cap), costs):
+        assert d.over_budget == (row.min() > cap)
+        assert d.predicted_cost <= cap or d.predicted_cost == pytest.approx(row.min())
 
 
 def test_bad_route_input(trained):

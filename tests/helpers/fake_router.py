@@ -5,9 +5,10 @@ It implements the `haps_core.decision.RouterLike` protocol the integrations rely
 cost_weight=None, max_cost_per_query=None) -> list[RoutingDecision]`` -- with hand-written rules
 on the query text in place of a network, so tests can predict every decision. ``route`` hands the
 rules' predictions to `route_from_predictions`, the routine every real router decides with, so a
-cost weight or a budget means here what it means for a trained router (a budget is a mean cost per
-query, calibrated on the routed batch's own predictions). It imports no framework, so the
-LangChain and LlamaIndex tests can both use it.
+cost weight or a budget means here what it means for a trained router: ``max_cost_per_query`` a
+hard cap on each query's predicted cost, ``target_mean_cost`` a mean over a fixed reference set of
+texts (`REFERENCE_TEXTS` by default, never the routed batch), ``backends=`` the pool routed
+among. It imports no framework, so the LangChain and LlamaIndex tests can both use it.
 
 Default rules over `make_space()` (backends "small" and "large", temperature {0.0, 0.7},
 prompt style {"default", "cot"}):
@@ -27,9 +28,12 @@ from typing import Any
 import numpy as np
 
 from haps_core.catalog import Action, RoutingSpace
-from haps_core.decision import RoutingDecision, route_from_predictions
+from haps_core.decision import RoutingDecision, pool_mask, route_from_predictions
 
 COSTS = {"small": 0.001, "large": 0.01}
+
+REFERENCE_TEXTS = ("an easy question", "a hard question", "a creative story", "step by step please")
+"""The fake's fixed reference set for ``target_mean_cost`` (a trained router stores features)."""
 
 COT_TEXT = "Think step by step, then give the final answer on the last line."
 
@@ -73,9 +77,11 @@ class FakeRouter:
         quality: ``quality(text, action) -> float`` (default `default_quality`).
         cost: ``cost(action) -> float`` USD per query (default `default_cost`).
         default_cost_weight: used when ``route`` gets neither a cost weight nor a budget.
+        reference_texts: the fixed reference set ``target_mean_cost`` is calibrated on.
 
     Attributes:
-        calls: one dict per ``route`` call: ``texts``, ``cost_weight``, ``max_cost_per_query``.
+        calls: one dict per ``route`` call: ``texts``, ``cost_weight``, ``max_cost_per_query``,
+            ``target_mean_cost``, ``backends``.
     """
 
     def __init__(
@@ -84,11 +90,13 @@ class FakeRouter:
         quality: Callable[[str, Action], float] = default_quality,
         cost: Callable[[Action], float] = default_cost,
         default_cost_weight: float = 0.0,
+        reference_texts: Sequence[str] = REFERENCE_TEXTS,
     ) -> None:
         self.space = space if space is not None else make_space()
         self.quality = quality
         self.cost = cost
         self.default_cost_weight = default_cost_weight
+        self.reference_texts = list(reference_texts)
         self.calls: list[dict[str, Any]] = []
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,10 +112,19 @@ class FakeRouter:
         cost_weight: float | None = None,
         max_cost_per_query: float | None = None,
         n_alternatives: int = 3,
+        *,
+        target_mean_cost: float | None = None,
+        backends: Sequence[str] | None = None,
     ) -> list[RoutingDecision]:
         texts = [texts] if isinstance(texts, str) else list(texts)
         self.calls.append(
-            {"texts": texts, "cost_weight": cost_weight, "max_cost_per_query": max_cost_per_query}
+            {
+                "texts": texts,
+                "cost_weight": cost_weight,
+                "max_cost_per_query": max_cost_per_query,
+                "target_mean_cost": target_mean_cost,
+                "backends": None if backends is None else list(backends),
+            }
         )
         quality, cost = self.predict(texts)
         return route_from_predictions(
@@ -116,6 +133,9 @@ class FakeRouter:
             cost,
             cost_weight=cost_weight,
             max_cost_per_query=max_cost_per_query,
+            target_mean_cost=target_mean_cost,
+            reference=self.predict(self.reference_texts) if target_mean_cost is not None else None,
+            allowed=None if backends is None else pool_mask(self.space, backends),
             default_cost_weight=self.default_cost_weight,
             n_alternatives=n_alternatives,
         )
