@@ -96,7 +96,8 @@ def test_route_query_and_decisions_file(setup, capsys):
     ("argv", "expected"),
     [
         (["--query", "x", "--cost-weight", "-1"], "`--cost-weight` must be a finite number >= 0"),
-        (["--query", "x", "--max-cost-per-query", "1e-12"], "below the cheapest action"),
+        (["--query", "x", "--target-mean-cost", "1e-12"], "below the cheapest action"),
+        (["--query", "x", "--max-cost-per-query", "-1"], "`--max-cost-per-query` must be a positive number"),
         (["--query", "   "], "`--query` is empty"),
     ],
 )
@@ -126,7 +127,7 @@ def test_train_bad_log_exit_2_no_output(setup, tmp_path, capsys):
     logs = write_jsonl(tmp_path / "bad.jsonl", rows)
     out = tmp_path / "never"
     assert main(["train", "--logs", str(logs), "--output", str(out), "--encoder", str(enc)]) == 2
-    assert "field `score`" in capsys.readouterr().err and not out.exists()
+    assert "column `score`" in capsys.readouterr().err and not out.exists()
 
 
 def test_router_without_cost_says_so_once(setup, tmp_path, capsys):
