@@ -13,7 +13,7 @@ import haps_core.paths as paths
 from haps_core.errors import DataNotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = Path("/work/shared/data/haps-bench")
+SOURCE = ROOT.parent / "shared" / "data" / "haps-bench"  # the team's copy beside the checkout
 
 
 def _sha256(path: Path) -> str:
