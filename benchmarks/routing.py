@@ -49,6 +49,7 @@ from haps_core import HAPSRouter
 from haps_core.decision import cost_weight_grid
 from haps_core.encoders import CachedEncoder, HFEncoder, bf16_supported, optimize_encoder
 from haps_core.features import structural_features
+from haps_core.model.input_cost import text_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 8, 64, 256)
@@ -155,7 +156,8 @@ def features_with(enc: Any, texts: list[str], use_structural: bool) -> torch.Ten
 
 def route_with(router: HAPSRouter, enc: Any, texts: list[str], weight: float) -> list[Any]:
     """What `route()` does, through another encoder (an optimised copy of the router's)."""
-    quality, cost = router.predict_features(features_with(enc, texts, router.config.use_structural))
+    feats = features_with(enc, texts, router.config.use_structural)
+    quality, cost = router.predict_features(feats, text_counts(texts))
     return router.decide(quality, cost, weight)
 
 
@@ -201,7 +203,7 @@ def single_query(
         parts["floor"].append(t)
         t, feats = timed(lambda text=text: router.featurize([text]))
         parts["encode"].append(t)
-        t, (q, c) = timed(lambda feats=feats: router.predict_features(feats))
+        t, (q, c) = timed(lambda feats=feats, text=text: router.predict_features(feats, text_counts([text])))
         parts["heads"].append(t)
         t, _ = timed(lambda feats=feats: unfused_heads(router, feats))
         parts["unfused"].append(t)
@@ -238,11 +240,11 @@ def batched(
 
 
 def agreement(
-    router: HAPSRouter, ref: torch.Tensor, other: torch.Tensor, weights: np.ndarray
+    router: HAPSRouter, ref: torch.Tensor, other: torch.Tensor, weights: np.ndarray, counts: np.ndarray
 ) -> tuple[float, float]:
     """(min, mean) over cost weights of the share of identical chosen actions."""
-    q0, c0 = router.predict_features(ref)
-    q1, c1 = router.predict_features(other)
+    q0, c0 = router.predict_features(ref, counts)
+    q1, c1 = router.predict_features(other, counts)
     shares = []
     for w in weights:
         a = np.argmax(q0 - w * c0, axis=1)
@@ -304,7 +306,7 @@ def variant_rows(
         base_lat = np.asarray(lat["fp32"])
         for name in variants:
             cos = (feats[name][:, :d] * feats["fp32"][:, :d]).sum(1)
-            lo, mean = agreement(router, feats["fp32"], feats[name], weights)
+            lo, mean = agreement(router, feats["fp32"], feats[name], weights, text_counts(items[:n_agree]))
             p50 = pct(lat[name], 50)
             speed = float(np.median(base_lat / np.asarray(lat[name])))
             cells[name][wl] = (
@@ -365,7 +367,7 @@ def main() -> None:
     router.attach_encoder(enc)
     rss_loaded = peak_rss_mb()
     texts = workloads(max(args.n_agree, args.n_batched))
-    _, probe_c = router.predict_features(router.reference_features)
+    _, probe_c = router.reference_predictions()
     weights = cost_weight_grid(probe_c.mean(axis=0), n=6)
     weight = float(weights[3])
     tokens = {
@@ -392,7 +394,8 @@ def main() -> None:
     for wl, t in texts.items():
         f = features_with(enc, t[:64], router.config.use_structural)
         q0, c0 = unfused_heads(router, f)
-        q1, c1 = router.predict_features(f)
+        q1, c1 = router.predict_features(f, text_counts(t[:64]))
+        c1 = c1 - router.input_cost(text_counts(t[:64]))  # the unfused heads give the output side
         fused_agree[wl] = (float(np.abs(q0 - q1).max()), float(np.abs(c0 - c1).max() / max(c0.max(), 1e-12)))
     cache = cache_row(router, enc, texts, weight, min(args.n_latency, 60))
     load1 = os.getloadavg()[0]

@@ -227,8 +227,8 @@ class RouterLike(Protocol):
         max_cost_per_query: float | None = None,
         n_alternatives: int = 3,
     ) -> list[RoutingDecision]:
-        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=`` and
-        ``backends=``, which the integrations pass only when they are set)."""
+        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=``,
+        ``backends=`` and ``input_texts=``, which the integrations pass only when they are set)."""
         ...
 
 

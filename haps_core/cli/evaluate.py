@@ -1,6 +1,7 @@
 """`haps eval`: the baselines (and a trained router with its ablations) on a routing log."""
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -265,9 +266,11 @@ def _router_predictors(
     assert router.encoder is not None  # loaded with the router (featurize needs it)
     out = {"haps": aligned_predictor(router, log, features)}
     if not args.no_ablations:
-        if router.space != log.space:
+        same = (router.space.backends, router.space.actions) == (log.space.backends, log.space.actions)
+        if not same:
             logger.warning("the log's catalog differs from the router's: ablations skipped")
-        else:
+        else:  # the same actions: the ablations train with the router's prompt-style texts
+            log = dataclasses.replace(log, space=router.space)
             out.update(ablations(router, log, router.encoder, features, train_mask))
     return out
 

@@ -151,7 +151,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         )
     cap, target = args.max_cost_per_query, args.target_mean_cost
     texts = [it["query"] for it in items]
-    quality, cost = router.predict_features(router.featurize(texts))
+    quality, cost = router.predict(texts)
     reference = router.reference_predictions() if target is not None else None
     lines = []
     for w in weights if weights is not None else [None if target is not None else router.default_cost_weight]:

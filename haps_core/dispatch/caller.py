@@ -172,6 +172,8 @@ class RoutedCaller(Generic[B, In]):
         cost_names: how a caller spells the per-call cost weight, cap and target (error messages).
         details: mechanism -> the sentence `check` reports for it.
         labels: how pool errors name one model and the models the catalog lacks (`check_pool`).
+        sent_text: the text of everything an input sends (history, system and context too):
+            what its input cost is counted on; default: the text routed on.
     """
 
     def __init__(
@@ -186,6 +188,7 @@ class RoutedCaller(Generic[B, In]):
         cost_names: tuple[str, ...],
         details: Mapping[str, str],
         labels: tuple[str, str],
+        sent_text: Callable[[In], str] | None = None,
     ) -> None:
         check_router(router)
         check_pool(router.space.backend_names, backends, *labels)
@@ -198,13 +201,25 @@ class RoutedCaller(Generic[B, In]):
         self.pinned = dict(pinned or {})
         self.cost_names = cost_names
         self.details = dict(details)
+        self.sent_text = sent_text
         kinds = {name: type(backend).__name__ for name, backend in self.backends.items()}
         warn_unreachable(self.check(), kinds, "check_backends")
 
     # -- routing ---------------------------------------------------------------------------
-    def route(self, texts: list[str], costs: Costs) -> list[RoutingDecision]:
-        """One router forward pass for ``texts``, checked (`route_checked`)."""
-        return route_checked(self.router, texts, costs[0], costs[1], self.backends, target_mean_cost=costs[2])
+    def route(
+        self, texts: list[str], costs: Costs, input_texts: list[str] | None = None
+    ) -> list[RoutingDecision]:
+        """One router forward pass for ``texts``, checked (`route_checked`); ``input_texts``:
+        what each call sends in all, when more than its text (its input cost is counted on it)."""
+        return route_checked(
+            self.router,
+            texts,
+            costs[0],
+            costs[1],
+            self.backends,
+            target_mean_cost=costs[2],
+            input_texts=input_texts,
+        )
 
     def plan_batch(
         self, inputs: Sequence[Any], read: Read[In], requested: Sequence[tuple[Any, ...]], instance: Costs
@@ -222,23 +237,26 @@ class RoutedCaller(Generic[B, In]):
             Per input its `Plan`, or the exception that kept it from being routed.
         """
         out: list[Plan[In] | Exception | None] = [None] * len(inputs)
-        groups: dict[Costs, list[tuple[int, In, str]]] = defaultdict(list)
+        groups: dict[Costs, list[tuple[int, In, str, str]]] = defaultdict(list)
         for i, (raw, (cost_weight, max_cost, *target)) in enumerate(zip(inputs, requested)):
             try:
                 value, text = read(raw)
+                sent = text if self.sent_text is None else self.sent_text(value)
                 costs = call_costs(self.router, cost_weight, max_cost, instance, self.cost_names, *target[:1])
             except Exception as exc:
                 out[i] = exc
                 continue
-            groups[costs].append((i, value, text))
+            groups[costs].append((i, value, text, sent))
         for costs, members in groups.items():
             try:
-                decisions = self.route([text for _, _, text in members], costs)
+                texts = [text for _, _, text, _ in members]
+                sent_texts = [sent for *_, sent in members]
+                decisions = self.route(texts, costs, None if sent_texts == texts else sent_texts)
             except Exception as exc:
-                for i, _, _ in members:
+                for i, *_ in members:
                     out[i] = exc
                 continue
-            for (i, value, _), decision in zip(members, decisions):
+            for (i, value, *_), decision in zip(members, decisions):
                 out[i] = Plan(decision, value, costs[1], costs[2])
         return out  # type: ignore[return-value]  # every input got a plan or an exception
 

@@ -155,11 +155,14 @@ def route_checked(
     known_backends: Collection[str],
     max_chars: int = MAX_ROUTING_CHARS,
     target_mean_cost: float | None = None,
+    input_texts: Sequence[str] | None = None,
 ) -> list[RoutingDecision]:
     """``router.route`` (one forward pass for ``texts``), checked before anything is called.
 
     Each text goes through `routing_text` (empty ones are refused, unpaired surrogates replaced,
-    long ones cut to ``max_chars``), and routing holds `routing_lock`. Routing is among
+    long ones cut to ``max_chars``), and routing holds `routing_lock`. The input cost is counted
+    on the whole of each text, or on ``input_texts`` (what each call sends in all) when given:
+    ``input_texts=`` reaches the router only when that differs from what it routes on. Routing is among
     ``known_backends`` only (``backends=`` is passed when they are not the whole catalog;
     ``target_mean_cost=`` only when set). A router that returns the
     wrong number of decisions, or names a backend the caller has no model for, is a bug in the
@@ -171,9 +174,12 @@ def route_checked(
         TypeError, ValueError: a text is not a string, or is empty.
         RoutingError: wrong number of decisions, or an unknown backend.
     """
+    sent = list(texts if input_texts is None else input_texts)
     texts = [routing_text(t, max_chars, f"texts[{i}]") for i, t in enumerate(texts)]
     with routing_lock(router):
         extra: dict[str, Any] = {}
+        if sent != texts:
+            extra["input_texts"] = sent
         if target_mean_cost is not None:
             extra["target_mean_cost"] = target_mean_cost
         if set(known_backends) != set(router.space.backend_names):

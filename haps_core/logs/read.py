@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,7 @@ def read_logs(
     row_q: list[int] = []
     row_costs: list[float | None] = []
     row_tokens: list[tuple[float, float] | None] = []
+    row_input_tokens: list[float] = []
     row_scores: list[float] = []
     row_groups: list[str] = []
     row_where: list[tuple[str, int]] = []
@@ -261,6 +263,7 @@ def read_logs(
             if "input_tokens" in values or "output_tokens" in values:
                 tokens = (values.get("input_tokens", 0.0), values.get("output_tokens", 0.0))
             row_tokens.append(tokens)
+            row_input_tokens.append(values.get("input_tokens", math.nan))
             row_groups.append(values.get("dataset", ""))
             row_where.append((fname, line))
             if "cost" in values or (tokens is not None and model in prices):
@@ -300,6 +303,7 @@ def read_logs(
         score=np.asarray(row_scores, dtype=np.float64),
         cost=cost,
         groups=np.asarray(row_groups, dtype=object),
+        input_tokens=np.asarray(row_input_tokens, dtype=np.float64),
         has_cost=has_cost,
         n_skipped=n_skipped,
         files=[str(f) for f in files],

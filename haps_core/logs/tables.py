@@ -30,6 +30,8 @@ class RoutingLog:
         groups: per row, the `dataset` value ("" when absent): logs that join sources with
             different action sets are evaluated one block per group.
         has_cost: whether cost was given or computable for the rows.
+        input_tokens: per row, the logged input tokens (NaN where the row has none; None when
+            the log was built without them).
         n_skipped: rows dropped because ``skip_invalid=True`` was asked for.
         files: the files read.
     """
@@ -45,6 +47,7 @@ class RoutingLog:
     has_cost: bool = True
     n_skipped: int = 0
     files: list[str] = field(default_factory=list)
+    input_tokens: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -114,6 +117,11 @@ class OutcomeTable:
     cost: np.ndarray
     count: np.ndarray
     has_cost: bool = True
+    # Per cell, the known input side of `cost` when `cost` holds only the side the router's
+    # head predicts (training on logs with input tokens; see `haps_core.model.input_cost`).
+    input_cost: np.ndarray | None = None
+    # Per query, the `text_counts` of its text (what the input side of cost is computed from).
+    input_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.indptr = np.searchsorted(self.cell_query, np.arange(len(self.query_ids) + 1))
@@ -138,29 +146,48 @@ class OutcomeTable:
         Only ever called on subsets (a batch, an evaluation block), so memory stays bounded by
         what the caller asks for.
         """
+        score, cost, mask = self._scatter(query_idx, action_idx, (self.score, self.cost))
+        return score, cost, mask
+
+    def dense_input_cost(self, query_idx: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense known input cost of the given queries x all actions (0 where unobserved or unknown)."""
+        if self.input_cost is None:
+            return np.zeros((len(query_idx), len(self.space)))
+        return self._scatter(query_idx, None, (self.input_cost,))[0]
+
+    def full_cost(self) -> np.ndarray:
+        """Per cell, the whole cost of the call (`cost` plus the known input side, if split)."""
+        return self.cost if self.input_cost is None else self.cost + self.input_cost
+
+    def _scatter(
+        self,
+        query_idx: Sequence[int] | np.ndarray,
+        action_idx: Sequence[int] | np.ndarray | None,
+        values: tuple[np.ndarray, ...],
+    ) -> tuple[np.ndarray, ...]:
+        """Dense [queries, actions] copies of per-cell `values`, then the observed mask."""
         query_idx = np.asarray(query_idx, dtype=np.int64)
         if action_idx is None:
             action_idx = np.arange(len(self.space))
         action_idx = np.asarray(action_idx, dtype=np.int64)
         n_q, n_a = len(query_idx), len(action_idx)
-        score = np.zeros((n_q, n_a))
-        cost = np.zeros((n_q, n_a))
+        out = [np.zeros((n_q, n_a)) for _ in values]
         mask = np.zeros((n_q, n_a), dtype=bool)
         action_pos = np.full(len(self.space), -1, dtype=np.int64)
         action_pos[action_idx] = np.arange(n_a)
         starts, ends = self.indptr[query_idx], self.indptr[query_idx + 1]
         lengths = ends - starts
         if lengths.sum() == 0:
-            return score, cost, mask
+            return (*out, mask)
         rows = np.repeat(np.arange(n_q), lengths)
         cells = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
         cols = action_pos[self.cell_action[cells]]
         keep = cols >= 0
         rows, cols, cells = rows[keep], cols[keep], cells[keep]
-        score[rows, cols] = self.score[cells]
-        cost[rows, cols] = self.cost[cells]
+        for dense, per_cell in zip(out, values, strict=True):
+            dense[rows, cols] = per_cell[cells]
         mask[rows, cols] = True
-        return score, cost, mask
+        return (*out, mask)
 
     def action_counts(self, query_idx: np.ndarray | None = None) -> np.ndarray:
         """Number of observed queries per action (over all queries or the given subset)."""

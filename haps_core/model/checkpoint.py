@@ -35,6 +35,7 @@ class CheckpointRouter(Protocol):
     training_summary: dict[str, Any]
     evaluation: dict[str, Any]
     reference_features: torch.Tensor
+    reference_counts: torch.Tensor
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -46,6 +47,8 @@ class CheckpointRouter(Protocol):
 
 
 R = TypeVar("R", bound=CheckpointRouter)
+# Tensors that checkpoints written before the input-cost model lack (loaded with their defaults).
+LEGACY_OPTIONAL = ("reference_counts", "input_intercept", "input_coef", "input_fitted")
 # Builds an untrained router from its catalog, hyper-parameters and prompt-style embeddings.
 RouterFactory = Callable[[RoutingSpace, RouterConfig, torch.Tensor], R]
 
@@ -130,13 +133,21 @@ def load_router_folder(
         n_styles = len({a.prompt_style for a in space.actions})
         router = build(space, rconfig, torch.zeros(n_styles, rconfig.embed_dim))
         router.reference_features = torch.zeros(n_reference, rconfig.input_dim)
+        counts = tensors.get("reference_counts")
+        if counts is not None and counts.dim() == 2:
+            router.reference_counts = torch.zeros(counts.shape, dtype=torch.float64)
     except (ValueError, RuntimeError, TypeError) as exc:
         msg = f"{path}: cannot build the router its config describes: {exc}"
         raise CheckpointError(msg) from None
     described = (
         f"catalog of {len(space)} actions, architecture {rconfig.architecture!r}, {rconfig.members} member(s)"
     )
-    reading.check_tensors(weights, router.state_dict(), tensors, described)
+    expected = router.state_dict()
+    legacy = [k for k in LEGACY_OPTIONAL if k not in tensors and k in expected]
+    if legacy:  # saved before the input side of cost was modelled: the head predicts all of it
+        logger.info("%s predates input-cost modelling: its whole cost is predicted", weights)
+        tensors = {**tensors, **{k: expected[k] for k in legacy}}
+    reading.check_tensors(weights, expected, tensors, described)
     router.load_state_dict(tensors, strict=True)
     router.eval()
     router.has_cost, router.default_cost_weight = reading.read_cost_settings(path, config)

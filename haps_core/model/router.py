@@ -29,8 +29,17 @@ from haps_core.decision import (
 from haps_core.encoders import PRECISIONS, CachedEncoder, Precision, QueryEncoder, optimize_encoder
 from haps_core.features import action_value_features, query_features
 from haps_core.model import checkpoint
+from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
+from haps_core.model.describe import router_repr
 from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
+from haps_core.model.input_cost import (
+    TEXT_COUNTS,
+    InputTokenModel,
+    input_model_of,
+    set_input_buffers,
+    text_counts,
+)
 from haps_core.model.net import RouterNet
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,10 @@ class HAPSRouter(nn.Module):
     style_embeddings: torch.Tensor
     backend_prices: torch.Tensor
     reference_features: torch.Tensor
+    reference_counts: torch.Tensor
+    input_intercept: torch.Tensor
+    input_coef: torch.Tensor
+    input_fitted: torch.Tensor
 
     def __init__(
         self,
@@ -86,31 +99,15 @@ class HAPSRouter(nn.Module):
         # Calibration reference: features of unlabelled queries seen in training, used to turn a
         # budget (USD per query) into a cost weight when routing a single query.
         self.register_buffer("reference_features", torch.zeros(0, config.input_dim))
+        self.register_buffer("reference_counts", torch.zeros(0, len(TEXT_COUNTS), dtype=torch.float64))
+        # The input side of the cost (`haps_core.model.input_cost`): none modelled until training.
+        self.set_input_model(InputTokenModel.empty(space))
 
         self.members = nn.ModuleList(RouterNet(self, seed_offset=i) for i in range(config.members))
 
     def __repr__(self) -> str:
         """A short summary (catalog size, encoder, architecture, training), not a module dump."""
-        enc = self.encoder_info.get("id") or getattr(self.encoder, "encoder_id", None)
-        if self.encoder_info.get("fine_tuned"):
-            enc = f"{enc} (fine-tuned)"
-        cfg = self.config
-        parts = [
-            f"{len(self.space.backends)} backends",
-            f"{len(self.space.actions)} actions",
-            f"encoder={enc!r}" if enc else "no encoder",
-            f"{cfg.members} member{'s' if cfg.members != 1 else ''} x hidden {cfg.hidden}",
-        ]
-        summary = self.training_summary
-        if summary:
-            trained = f"trained on {summary.get('train_queries', summary.get('queries', '?'))} queries"
-            when = summary.get("date") or summary.get("trained_at")
-            parts.append(f"{trained} ({when})" if when else trained)
-        else:
-            parts.append("untrained")
-        if not self.has_cost:
-            parts.append("no cost")
-        return f"HAPSRouter({', '.join(parts)})"
+        return router_repr(self)
 
     # -- network ---------------------------------------------------------------------------
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
@@ -177,6 +174,19 @@ class HAPSRouter(nn.Module):
         self.encoder = CachedEncoder(fast, cached.directory.parent) if cached is not None else fast
         return self
 
+    def set_input_model(self, model: InputTokenModel) -> None:
+        """Sets the input-token model that prices the input side of every call exactly."""
+        set_input_buffers(self, model)
+
+    @property
+    def input_model(self) -> InputTokenModel:
+        """Input tokens per action from the text (all zero for backends priced wholly by the head)."""
+        return input_model_of(self)
+
+    def input_cost(self, input_counts: np.ndarray) -> np.ndarray:
+        """[n, A] exact USD of each action's input tokens for texts with these `text_counts`."""
+        return self.input_model.cost(self.space, input_counts)
+
     def featurize(self, texts: Sequence[str]) -> torch.Tensor:
         """Router input features of the query texts: embedding (+ structural features)."""
         if self.encoder is None:
@@ -187,16 +197,31 @@ class HAPSRouter(nn.Module):
         return query_features(self.encoder, texts, self.config.use_structural)
 
     @torch.no_grad()
-    def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_features(
+        self, features: torch.Tensor | np.ndarray, input_counts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality in [0, 1] and cost in USD of every action: ([n, A], [n, A]).
 
-        Through the fused inference heads, which have no dropout: the module's train/eval mode
-        does not matter here (and is not toggled, which costs as much as the heads at batch 1).
+        Cost = the exact input cost of what is sent (from `input_counts`, the `text_counts` of
+        each call's text: needed when the router models input tokens) + the predicted output
+        cost. Through the fused inference heads, which have no dropout: the module's train/eval
+        mode does not matter here (and is not toggled, which costs as much as the heads at batch 1).
         """
         x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)
         q, c = self._inference_heads()(x)
         quality = torch.sigmoid(q).float().cpu().numpy()
-        cost = torch.exp(c).float().cpu().numpy() if self.has_cost else np.zeros_like(quality)
+        if not self.has_cost:
+            return quality, np.zeros_like(quality)
+        cost = torch.exp(c).double().cpu().numpy()
+        if self.input_model.active:
+            if input_counts is None or len(input_counts) != len(cost):
+                got = "none" if input_counts is None else f"{len(input_counts)} rows"
+                msg = (
+                    f"`input_counts` must give the text_counts of each of the {len(cost)} calls "
+                    f"(this router prices input tokens from the text), got {got}"
+                )
+                raise ValueError(msg)
+            cost = cost + self.input_cost(input_counts)
         return quality, cost
 
     def _inference_heads(self) -> FusedRouterHeads:
@@ -213,12 +238,17 @@ class HAPSRouter(nn.Module):
             self.__dict__["_fused_heads"] = cached
         return cached[1]
 
-    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted quality and cost of every action for each text."""
-        return self.predict_features(self.featurize(texts))
+    def predict(
+        self, texts: Sequence[str], input_texts: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality and cost of every action for each text (`route` explains `input_texts`)."""
+        return self.predict_features(self.featurize(texts), text_counts(input_texts or texts))
 
     def calibrate_cost_weight(
-        self, target_mean_cost: float, features: torch.Tensor | np.ndarray | None = None
+        self,
+        target_mean_cost: float,
+        features: torch.Tensor | np.ndarray | None = None,
+        input_counts: np.ndarray | None = None,
     ) -> float:
         """The smallest cost weight whose mean predicted cost over reference queries fits a target.
 
@@ -226,6 +256,7 @@ class HAPSRouter(nn.Module):
             target_mean_cost: mean USD cost per query over the reference queries.
             features: reference queries' features (unlabelled traffic); default: the fixed
                 sample of training queries stored in the router.
+            input_counts: the `text_counts` of those queries (with `features`).
         """
         check_budget(target_mean_cost, "target_mean_cost")
         if not self.has_cost:
@@ -234,7 +265,8 @@ class HAPSRouter(nn.Module):
         if features is None:
             quality, cost = self.reference_predictions()
         else:
-            quality, cost = self.predict_features(features) if len(features) else (np.zeros((0, 0)),) * 2
+            empty = (np.zeros((0, 0)),) * 2
+            quality, cost = self.predict_features(features, input_counts) if len(features) else empty
         return calibrate_cost_weight(quality, cost, target_mean_cost)
 
     def decide(
@@ -256,6 +288,7 @@ class HAPSRouter(nn.Module):
         *,
         target_mean_cost: float | None = None,
         backends: Sequence[str] | None = None,
+        input_texts: Sequence[str] | None = None,
     ) -> list[RoutingDecision]:
         """Routes queries: one encoder + router forward pass for the whole list.
 
@@ -270,32 +303,13 @@ class HAPSRouter(nn.Module):
             target_mean_cost: instead of `cost_weight`, the mean USD cost per query to fit over
                 the router's fixed reference queries (stored in the checkpoint).
             backends: route only among these backends of the catalog (default: all).
+            input_texts: per query, all the text its call sends besides the style's system text
+                (the history too): what its input cost is counted on; default: the query text.
         """
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                msg = f"`texts[{i}]` must be a string, got {type(t).__name__}"
-                raise TypeError(msg)
-            if not t.strip():
-                msg = f"`texts[{i}]` is empty or whitespace: there is nothing to route on"
-                raise ValueError(msg)
-        if cost_weight is not None and target_mean_cost is not None:
-            msg = "give either `cost_weight` or `target_mean_cost`, not both"
-            raise ValueError(msg)
-        for name, value in (
-            ("max_cost_per_query", max_cost_per_query),
-            ("target_mean_cost", target_mean_cost),
-        ):
-            if value is not None:
-                check_budget(value, name)
-                if not self.has_cost:
-                    msg = f"this router was trained on logs without cost: `{name}` cannot be applied"
-                    raise ValueError(msg)
+        texts = route_texts(texts, input_texts)
+        check_route_budgets(cost_weight, max_cost_per_query, target_mean_cost, self.has_cost)
         allowed = None if backends is None else pool_mask(self.space, backends)
-        features = self.featurize(texts)
-        quality, cost = self.predict_features(features)
+        quality, cost = self.predict(texts, input_texts)
         return route_from_predictions(
             self.space,
             quality,
@@ -312,7 +326,10 @@ class HAPSRouter(nn.Module):
     def reference_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """Predictions on the stored reference queries (what `target_mean_cost` is a mean over)."""
         ref = self.reference_features
-        return self.predict_features(ref) if len(ref) else (np.zeros((0, 0)), np.zeros((0, 0)))
+        if not len(ref):
+            return np.zeros((0, 0)), np.zeros((0, 0))
+        counts = self.reference_counts.numpy() if len(self.reference_counts) == len(ref) else None
+        return self.predict_features(ref, counts)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -367,25 +384,3 @@ class HAPSRouter(nn.Module):
     ) -> str:
         """Uploads the checkpoint to a Hub model repo (created if needed); returns the commit URL."""
         return checkpoint.push_router(self, repo_id, revision, private, commit_message, token)
-
-
-def load_router_folder(
-    folder: str | os.PathLike[str],
-    device: str = "cpu",
-    load_encoder: bool = True,
-    local_files_only: bool = False,
-) -> HAPSRouter:
-    """Loads a checkpoint folder strictly into a `HAPSRouter` (see `HAPSRouter.from_folder`)."""
-    return HAPSRouter.from_folder(folder, device, load_encoder, local_files_only)
-
-
-def from_pretrained(
-    name_or_path: str | os.PathLike[str] = "haps-default",
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
-    device: str = "cpu",
-) -> HAPSRouter:
-    """`HAPSRouter.from_pretrained` as a function."""
-    return HAPSRouter.from_pretrained(name_or_path, revision, cache_dir, token, local_files_only, device)

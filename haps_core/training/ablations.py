@@ -9,6 +9,7 @@ import torch
 from haps_core.encoders import QueryEncoder
 from haps_core.logs import RoutingLog
 from haps_core.model import HAPSRouter, RouterConfig
+from haps_core.model.input_cost import text_counts
 from haps_core.training.config import TrainingConfig
 from haps_core.training.fitting import fit_router
 
@@ -35,6 +36,7 @@ def subset_log(log: RoutingLog, action_idx: Sequence[int] | np.ndarray) -> Routi
         has_cost=log.has_cost,
         n_skipped=log.n_skipped,
         files=log.files,
+        input_tokens=None if log.input_tokens is None else log.input_tokens[keep],
     )
 
 
@@ -55,7 +57,7 @@ def aligned_predictor(router: HAPSRouter, log: RoutingLog, features: torch.Tenso
     The router's own features are looked up by query text (features depend on the text only).
     Actions of the log the router does not know get quality -inf, so they are never chosen.
     """
-    quality, cost = router.predict_features(features)
+    quality, cost = router.predict_features(features, text_counts(log.queries))
     row_of = {text: i for i, text in enumerate(log.queries)}
     pos = np.array([router.space._index.get(a, -1) for a in log.space.actions])
     known = pos >= 0

@@ -18,6 +18,7 @@ from haps_core.logs import RoutingLog, read_logs, split_queries
 from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import distributed as ddp
 from haps_core.training.config import TrainingConfig
+from haps_core.training.costs import cost_split_table
 from haps_core.training.providers import FineTunedEncoderFeatures
 from haps_core.training.styles import PromptStyles, with_prompt_styles
 from haps_core.training.trainer import build_router, train_router
@@ -58,7 +59,7 @@ def fit_router(
     if train_mask is None:
         train_mask = np.ones(log.n_queries, dtype=bool)
     rows = np.flatnonzero(train_mask[log.row_query])
-    table = log.outcomes(rows)
+    table, input_model, input_summary = cost_split_table(log, rows)
     start = time.perf_counter()
     provider = None
     if fine_tune:
@@ -73,11 +74,14 @@ def fit_router(
         provider = FineTunedEncoderFeatures(encoder, log.queries, structural, lr=encoder_lr)
     torch.manual_seed(training_config.seed)  # initial weights are part of a seeded run
     router = build_router(log.space, router_config, encoder)
+    router.set_input_model(input_model)
     train_idx = np.flatnonzero(train_mask)
     result = train_router(router, features, table, train_idx, training_config, provider)
     if provider is not None:
         ref = torch.as_tensor(train_idx[:256])
         router.reference_features = provider.features(ref.numpy(), grad=False).cpu()
+        if table.input_counts is not None:
+            router.reference_counts = torch.as_tensor(table.input_counts[ref.numpy()], dtype=torch.float64)
     router.encoder_info = {
         "id": encoder.encoder_id,
         "revision": encoder.revision,
@@ -99,6 +103,7 @@ def fit_router(
             "seconds": round(time.perf_counter() - start, 1),
             "device": result.device,
             "parameters": router.num_parameters(),
+            "input_cost": input_summary,
             "training_config": {k: v for k, v in asdict(training_config).items() if k != "progress"},
         }
     )

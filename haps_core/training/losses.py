@@ -88,6 +88,8 @@ def dev_regret(
     for part in _chunks(len(query_idx), len(table.space), EVAL_BLOCK_QUERIES):
         score, cost, mask = table.dense(query_idx[part])
         quality, pred_cost = _member_predict(router, features[part], member)
+        known = table.dense_input_cost(query_idx[part])  # the input side, when split off
+        cost, pred_cost = cost + known, pred_cost + known
         rows = np.arange(len(score))
         for k, w in enumerate(weights):
             pick = np.where(mask, quality - w * pred_cost, -np.inf).argmax(1)
@@ -184,5 +186,5 @@ def _cost_weight_range(table: OutcomeTable) -> np.ndarray:
     if not table.has_cost:
         return np.zeros(1)
     counts = np.bincount(table.cell_action, minlength=len(table.space))
-    sums = np.bincount(table.cell_action, weights=table.cost, minlength=len(table.space))
+    sums = np.bincount(table.cell_action, weights=table.full_cost(), minlength=len(table.space))
     return cost_weight_grid(sums / np.maximum(counts, 1), n=12)

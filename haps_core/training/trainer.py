@@ -24,7 +24,7 @@ from haps_core.features import style_text
 from haps_core.logs import OutcomeTable, split_queries
 from haps_core.model import HAPSRouter, RouterConfig
 from haps_core.training import distributed as ddp
-from haps_core.training.batches import _batch_tensors, _seed_everything
+from haps_core.training.batches import _batch_tensors, _seed_everything, _to_device
 from haps_core.training.config import TrainingConfig, TrainingResult
 from haps_core.training.losses import _cost_weight_range, _supervised_loss, dev_loss, dev_regret, policy_loss
 from haps_core.training.providers import FeatureProvider, FrozenFeatures
@@ -141,6 +141,9 @@ def _train_member(
             loss_pol = torch.zeros((), device=device)
             if config.policy_weight > 0:
                 pred_cost = torch.exp(log_c) if table.has_cost else torch.zeros_like(log_c)
+                if table.input_cost is not None:  # the head predicts the output side only
+                    known = _to_device(table.dense_input_cost(batch), torch.float32, device)
+                    pred_cost, cost = pred_cost + known, cost + known
                 utility = torch.sigmoid(q_logit) - lam * pred_cost
                 loss_pol, entropy = policy_loss(
                     utility,
@@ -317,6 +320,8 @@ def train_router(
     gen = torch.Generator().manual_seed(config.seed)
     ref_idx = queries[torch.randperm(len(queries), generator=gen).numpy()[:256]]
     router.reference_features = features[ref_idx].clone()
+    if table.input_counts is not None:
+        router.reference_counts = torch.as_tensor(table.input_counts[ref_idx], dtype=torch.float64)
     result = TrainingResult(
         epochs_run=sum(m["epochs_run"] for m in members),
         best_epoch=int(np.median([m["best_epoch"] for m in members])),

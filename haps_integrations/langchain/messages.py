@@ -72,6 +72,11 @@ def extract_query_text(messages: Sequence[BaseMessage]) -> str:
     )
 
 
+def sent_text(messages: Sequence[BaseMessage]) -> str:
+    """The text of every message (system, history, the query): what the input cost is counted on."""
+    return "\n".join(_content_text(m) for m in messages)
+
+
 def read_input(value: LanguageModelInput) -> tuple[list[BaseMessage], str]:
     """``(messages to send, text to route on)`` of one input."""
     messages = to_messages(value)

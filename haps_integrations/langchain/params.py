@@ -23,7 +23,7 @@ from haps_core.dispatch import (
     copy_with_fields,
     set_temperature,
 )
-from haps_integrations.langchain.messages import restyle
+from haps_integrations.langchain.messages import restyle, sent_text
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ def langchain_caller(
         cost_names=cost_names,
         details=DETAILS,
         labels=("a runnable", "runnables without a catalog entry"),
+        sent_text=sent_text,
     )
 
 

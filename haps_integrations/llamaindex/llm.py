@@ -48,6 +48,7 @@ from haps_integrations.llamaindex.messages import (
     as_messages,
     extract_query_text,
     restyle,
+    sent_text,
     with_haps,
 )
 from haps_integrations.llamaindex.params import DETAILS, apply_parameters
@@ -181,6 +182,7 @@ class HAPSLLM(RoutingSettings, LLM):
             cost_names=(COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY),
             details=DETAILS,
             labels=("an LLM", "LLMs not in the catalog"),
+            sent_text=sent_text,
         )
         listen_to_queries()
         return self

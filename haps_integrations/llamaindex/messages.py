@@ -58,6 +58,12 @@ def as_messages(query: Query) -> list[ChatMessage]:
     return list(query)
 
 
+def sent_text(query: Query) -> str:
+    """The text of the whole prompt (every message, a filled template's context included): what
+    the input cost is counted on, while routing reads the question."""
+    return "\n".join(message_text(m) for m in as_messages(query))
+
+
 def _extend(message: ChatMessage, text: str) -> ChatMessage:
     blocks = list(message.blocks)
     if len(blocks) == 1 and isinstance(blocks[0], TextBlock):

@@ -179,7 +179,12 @@ def test_finding_3_one_decision_alone_and_in_any_batch(router, bench_texts):
             mine = router.route(batch, **kwargs)[batch.index(query)]
             assert (mine.action_index, mine.cost_weight) == (alone.action_index, alone.cost_weight)
     (capped,) = router.route([query], max_cost_per_query=3e-4)
-    assert router.route([query, *bench_texts[:2]], max_cost_per_query=3e-4)[0] == capped
+    (in_batch, *_) = router.route([query, *bench_texts[:2]], max_cost_per_query=3e-4)
+    # the same choice and runner-ups; predictions equal to float32 rounding (BLAS kernels differ
+    # with the batch size, in the last bit)
+    same = [(d.action_index, [a.action_index for a in d.alternatives]) for d in (capped, in_batch)]
+    assert same[0] == same[1]
+    assert in_batch.predicted_cost == pytest.approx(capped.predicted_cost, rel=1e-5)
 
 
 def test_finding_3_knobs_exclusive_and_cost_less_router_refuses_budgets(router, monkeypatch):

@@ -115,6 +115,7 @@ class FakeRouter:
         *,
         target_mean_cost: float | None = None,
         backends: Sequence[str] | None = None,
+        input_texts: Sequence[str] | None = None,
     ) -> list[RoutingDecision]:
         texts = [texts] if isinstance(texts, str) else list(texts)
         self.calls.append(
@@ -124,6 +125,7 @@ class FakeRouter:
                 "max_cost_per_query": max_cost_per_query,
                 "target_mean_cost": target_mean_cost,
                 "backends": None if backends is None else list(backends),
+                "input_texts": None if input_texts is None else list(input_texts),
             }
         )
         quality, cost = self.predict(texts)
