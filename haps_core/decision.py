@@ -8,11 +8,12 @@ with ties going to the cheaper action (a router that is indifferent should not s
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from haps_core.budgets import calibrate_cost_weight, cap_mask, check_budget
 from haps_core.utility import check_cost_weight, choose, cost_weight_grid, utilities
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ __all__ = [
     "unknown_backends_error",
     "utilities",
 ]
+
+
+EVIDENCE_FIELDS = ("confidence", "coverage", "margin", "ood", "ood_score")
 
 
 def _settings_text(parameters: dict[str, Any]) -> str:
@@ -91,6 +95,14 @@ class RoutingDecision:
             for fallback when the chosen backend fails.
         over_budget: True when no allowed action fitted `max_cost_per_query`: the choice is then
             the cheapest allowed action (and its predicted cost exceeds the cap).
+
+    Routers that store training statistics (`haps_core.model.ood.fit_ood`) also set, else None:
+        confidence: 1 - 2 x the ensemble members' standard deviation of the chosen action's
+            predicted quality (1: members agree; 0: they spread over the whole [0, 1]).
+        coverage: share of the nearest stored training queries that observed the chosen action.
+        margin: predicted utility of the choice minus that of the best other allowed action.
+        ood: whether the query is out of distribution (then the choice is the OOD action).
+        ood_score: mean cosine distance to the nearest stored training queries.
     """
 
     backend: str
@@ -101,6 +113,12 @@ class RoutingDecision:
     action_index: int
     alternatives: tuple[Alternative, ...] = ()
     over_budget: bool = False
+    confidence: float | None = None
+    coverage: float | None = None
+    margin: float | None = None
+    ood: bool | None = None
+    ood_score: float | None = None
+    explanation: Any = field(default=None, compare=False)
 
     @property
     def temperature(self) -> float | None:
@@ -112,11 +130,23 @@ class RoutingDecision:
         return str(self.parameters.get("prompt_style", "default"))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the integrations put this in response metadata)."""
-        d = asdict(self)
+        """JSON-ready dict (the integrations put this in response metadata); the evidence
+        fields only where set, the explanation never (`explain().to_dict()`)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "explanation"}
+        d["parameters"] = dict(self.parameters)
+        d["alternatives"] = tuple(a.to_dict() for a in self.alternatives)
+        d = {k: v for k, v in d.items() if v is not None or k not in EVIDENCE_FIELDS}
         d["temperature"] = self.temperature
         d["prompt_style"] = self.prompt_style
         return d
+
+    def explain(self, k: int = 5) -> Any:
+        """The `haps_core.model.explain.Explanation` of this decision (top `k` actions); routes
+        made with ``route(..., explain=True)`` (or `HAPSRouter.explain`) carry one."""
+        if self.explanation is None:
+            msg = "this decision carries no explanation: route with `explain=True` (or router.explain)"
+            raise ValueError(msg)
+        return self.explanation.top(k)
 
     def __repr__(self) -> str:
         """One short line: backend, settings, rounded predictions, how many runner-ups."""
@@ -124,7 +154,9 @@ class RoutingDecision:
             f"RoutingDecision({self.backend}, {_settings_text(self.parameters)}, "
             f"quality={self.predicted_quality:.3f}, cost={_money(self.predicted_cost)}, "
             f"cost_weight={self.cost_weight:g}, alternatives={len(self.alternatives)}"
-            f"{', over_budget=True' if self.over_budget else ''})"
+            f"{', over_budget=True' if self.over_budget else ''}"
+            f"{'' if self.confidence is None else f', confidence={self.confidence:.2f}'}"
+            f"{', ood=True' if self.ood else ''})"
         )
 
 
@@ -257,82 +289,6 @@ def pool_mask(space: "RoutingSpace", backends: Sequence[str]) -> np.ndarray:
     if unknown := sorted(pool - set(catalog)):
         raise ValueError(unknown_backends_error(unknown, catalog))
     return np.array([a.backend in pool for a in space.actions], dtype=bool)
-
-
-def check_budget(max_cost_per_query: float, name: str = "max_cost_per_query") -> float:
-    """Validates a budget: a finite number of USD > 0."""
-    budget = float(max_cost_per_query)
-    if not math.isfinite(budget) or budget <= 0:
-        msg = f"`{name}` must be a positive number of USD, got {max_cost_per_query!r}"
-        raise ValueError(msg)
-    return budget
-
-
-def cap_mask(cost: np.ndarray, cap: float, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The actions a hard per-query cap leaves, and which queries no allowed action fits.
-
-    Args:
-        cost: predicted USD cost of every action ([n, A]).
-        cap: the most a query's chosen action may be predicted to cost.
-        allowed: boolean mask of the actions allowed at all ([n, A]).
-
-    Returns:
-        (mask [n, A], over [n]): where no allowed action fits, the mask keeps only the cheapest
-        allowed action(s) of that query, and ``over`` is True.
-    """
-    cost = np.asarray(cost, dtype=float)
-    with np.errstate(invalid="ignore"):
-        fits: np.ndarray = np.asarray(allowed, dtype=bool) & (cost <= cap)
-    over: np.ndarray = ~np.asarray(fits.any(axis=-1))
-    if over.any():
-        finite = allowed & np.isfinite(cost)
-        priced = np.where(finite, cost, np.inf)
-        cheapest = finite & (priced == priced.min(axis=-1, keepdims=True))
-        cheapest = np.where(cheapest.any(axis=-1, keepdims=True), cheapest, allowed)
-        fits = np.where(over[:, None], cheapest, fits)
-    return fits, over
-
-
-def calibrate_cost_weight(
-    quality: np.ndarray,
-    cost: np.ndarray,
-    target_mean_cost: float,
-    allowed: np.ndarray | None = None,
-    max_cost_per_query: float | None = None,
-) -> float:
-    """The smallest cost weight whose mean predicted cost over reference predictions fits a target.
-
-    Args:
-        quality: predicted quality of every action on the reference queries ([n, A]).
-        cost: predicted cost (USD) of every action on them ([n, A]).
-        target_mean_cost: the mean USD cost per query to fit, over the reference queries.
-        allowed: optional boolean mask over actions ([A]): the pool routed among.
-        max_cost_per_query: optional hard per-query cap applied while calibrating.
-    """
-    target = check_budget(target_mean_cost, "target_mean_cost")
-    if len(cost) == 0:
-        msg = "no reference queries to calibrate `target_mean_cost` on (the router stores none)"
-        raise ValueError(msg)
-    mask = np.ones(np.shape(cost), dtype=bool)
-    if allowed is not None:
-        mask = mask & np.asarray(allowed, dtype=bool)
-    if max_cost_per_query is not None:
-        mask, _ = cap_mask(cost, check_budget(max_cost_per_query), mask)
-    cheapest = float(np.where(mask, cost, np.inf).min(axis=1).mean())
-    if target < cheapest:
-        msg = (
-            f"`target_mean_cost`={target:.6g} USD is below the cheapest action's mean predicted "
-            f"cost over the reference queries ({cheapest:.6g} USD, among the allowed actions); "
-            f"allowed: >= {cheapest:.6g}"
-        )
-        raise ValueError(msg)
-    weights = cost_weight_grid(cost.mean(axis=0), n=200)
-    rows = np.arange(len(cost))
-    for w in weights:
-        chosen = choose(quality, cost, float(w), mask)
-        if cost[rows, chosen].mean() <= target:
-            return float(w)
-    return float(weights[-1])
 
 
 def route_from_predictions(

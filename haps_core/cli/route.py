@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from haps_core.cli.io import STDIO, UsageError, read_queries, write_output
+from haps_core.decision import EVIDENCE_FIELDS
 
 if TYPE_CHECKING:
     from haps_core.decision import RoutingDecision
@@ -57,6 +58,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         metavar="A,B,...",
         help="route only among these backends of the router's catalog",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="explain each decision (top actions, margin, uncertainty, OOD score, nearest training "
+        "queries): as text on stdout, and in each line of --output",
+    )
     p.set_defaults(func=cmd_route)
 
 
@@ -91,6 +98,8 @@ def decision_record(qid: Any, decision: "RoutingDecision") -> dict[str, Any]:
         "predicted_quality": round(decision.predicted_quality, 6),
         "predicted_cost": decision.predicted_cost,
         **({"over_budget": True} if decision.over_budget else {}),
+        **{k: v for k, v in decision.to_dict().items() if k in EVIDENCE_FIELDS},
+        **({"explanation": decision.explanation.to_dict()} if decision.explanation is not None else {}),
     }
 
 
@@ -151,9 +160,10 @@ def cmd_route(args: argparse.Namespace) -> int:
         )
     cap, target = args.max_cost_per_query, args.target_mean_cost
     texts = [it["query"] for it in items]
-    quality, cost = router.predict(texts)
-    reference = router.reference_predictions() if target is not None else None
-    lines = []
+    guarded = args.explain or router.ood_stats is not None  # routes through router.route
+    quality, cost = router.predict(texts) if not guarded else (None, None)
+    reference = router.reference_predictions() if target is not None and not guarded else None
+    lines, explanations = [], []
     for w in weights if weights is not None else [None if target is not None else router.default_cost_weight]:
         for i, it in enumerate(items):
             # one query per call: the tie-break towards cheaper actions scales with the costs of
@@ -165,17 +175,34 @@ def cmd_route(args: argparse.Namespace) -> int:
                 if not allowed.any():
                     msg = f"query {it['id']!r}: none of its `backends` is in `--backends`"
                     raise UsageError(msg)
-            (decision,) = route_from_predictions(
-                router.space,
-                quality[i : i + 1],
-                cost[i : i + 1],
-                cost_weight=w,
-                max_cost_per_query=cap,
-                target_mean_cost=target,
-                reference=reference,
-                allowed=allowed,
-            )
+            if guarded:  # OOD policy, evidence and explanations (haps_core.model.guarded)
+                names = (
+                    None
+                    if allowed is None
+                    else sorted({a.backend for a, k in zip(router.space.actions, allowed) if k})
+                )
+                (decision,) = router.route(
+                    [it["query"]], w, cap, target_mean_cost=target, backends=names, explain=args.explain
+                )
+            else:
+                assert quality is not None and cost is not None
+                (decision,) = route_from_predictions(
+                    router.space,
+                    quality[i : i + 1],
+                    cost[i : i + 1],
+                    cost_weight=w,
+                    max_cost_per_query=cap,
+                    target_mean_cost=target,
+                    reference=reference,
+                    allowed=allowed,
+                )
             lines.append(json.dumps(decision_record(it["id"], decision)))
+            if args.explain:
+                explanations.append(f"[{it['id']}] {decision.explain()}")
+    if args.explain:
+        print("\n\n".join(explanations))
+        if args.output is None:
+            return 0
     text = "\n".join(lines) + "\n"
     write_output(args.output or STDIO, text)
     if args.output not in (None, STDIO) and not args.quiet:

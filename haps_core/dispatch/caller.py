@@ -128,7 +128,9 @@ def decision_record(
     """The JSON-ready record an integration attaches to a response under ``"haps"``.
 
     Keys: the decision's own (`RoutingDecision.to_dict`: backend, parameters, temperature,
-    prompt_style, predicted quality and cost, cost_weight, action_index, alternatives), then
+    prompt_style, predicted quality and cost, cost_weight, action_index, alternatives; from a
+    router with training statistics also the compact evidence: confidence, coverage, margin,
+    ood, ood_score), then
     ``max_cost_per_query`` and ``target_mean_cost``, ``served_by`` (backend and parameters
     that answered, after any fallback), ``fallback`` (whether that differs from the choice),
     ``applied`` (parameter -> mechanism that carried it to the model) and ``attempts`` (every

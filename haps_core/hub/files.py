@@ -40,6 +40,7 @@ CONFIG_KEYS = frozenset(
         "library_version",
         "framework_versions",
         "space",
+        "ood",  # training statistics (haps_core.model.ood), optional
         "router_config",
         "prompt_style_order",
         "encoder",

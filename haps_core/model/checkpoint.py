@@ -17,6 +17,7 @@ from haps_core.catalog import RoutingSpace
 from haps_core.encoders import QueryEncoder
 from haps_core.errors import CheckpointError
 from haps_core.hub import card, encoder_ref, files, reading, remote
+from haps_core.model import ood
 from haps_core.model.config import RouterConfig
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class CheckpointRouter(Protocol):
     evaluation: dict[str, Any]
     reference_features: torch.Tensor
     reference_counts: torch.Tensor
+    ood_stats: Any
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -49,13 +51,14 @@ class CheckpointRouter(Protocol):
 R = TypeVar("R", bound=CheckpointRouter)
 # Tensors that checkpoints written before the input-cost model lack (loaded with their defaults).
 LEGACY_OPTIONAL = ("reference_counts", "input_intercept", "input_coef", "input_fitted")
+# ... and those written before the training statistics (OOD, coverage, explanations): disabled.
 # Builds an untrained router from its catalog, hyper-parameters and prompt-style embeddings.
 RouterFactory = Callable[[RoutingSpace, RouterConfig, torch.Tensor], R]
 
 
 def router_config_dict(router: CheckpointRouter) -> dict[str, Any]:
     """The JSON config of a router's checkpoint (strict JSON: NaN is written as null)."""
-    return files.checkpoint_config(
+    config = files.checkpoint_config(
         space=router.space.to_dict(),
         router_config=router.config.to_dict(),
         prompt_style_order=list(router.styles),
@@ -65,6 +68,9 @@ def router_config_dict(router: CheckpointRouter) -> dict[str, Any]:
         training=router.training_summary or {},
         evaluation=router.evaluation or {},
     )
+    if router.ood_stats is not None:
+        config["ood"] = router.ood_stats.to_dict()
+    return config
 
 
 def save_router(
@@ -136,6 +142,7 @@ def load_router_folder(
         counts = tensors.get("reference_counts")
         if counts is not None and counts.dim() == 2:
             router.reference_counts = torch.zeros(counts.shape, dtype=torch.float64)
+        ood.resize_statistics_buffers(router, tensors)  # type: ignore[arg-type]
     except (ValueError, RuntimeError, TypeError) as exc:
         msg = f"{path}: cannot build the router its config describes: {exc}"
         raise CheckpointError(msg) from None
@@ -147,12 +154,21 @@ def load_router_folder(
     if legacy:  # saved before the input side of cost was modelled: the head predicts all of it
         logger.info("%s predates input-cost modelling: its whole cost is predicted", weights)
         tensors = {**tensors, **{k: expected[k] for k in legacy}}
+    if not any(k in tensors for k in ood.STATISTICS_TENSORS):  # saved before training statistics
+        logger.info("%s has no training statistics: OOD detection and coverage are disabled", weights)
+        tensors = {**tensors, **{k: expected[k] for k in ood.STATISTICS_TENSORS if k in expected}}
     reading.check_tensors(weights, expected, tensors, described)
     router.load_state_dict(tensors, strict=True)
     router.eval()
     router.has_cost, router.default_cost_weight = reading.read_cost_settings(path, config)
     router.training_summary = config.get("training") or {}
     router.evaluation = config.get("evaluation") or {}
+    if isinstance(config.get("ood"), dict) and len(tensors.get("ood_bank", ())):
+        try:
+            router.ood_stats = ood.OODStats.from_dict(config["ood"])
+        except ValueError as exc:
+            msg = f"{path}: {exc}"
+            raise CheckpointError(msg) from None
     router.encoder_info = dict(config["encoder"])
     if load_encoder:
         encoder = encoder_ref.resolve_encoder(

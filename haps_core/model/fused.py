@@ -238,16 +238,19 @@ class FusedRouterHeads(nn.Module):
         q_all[self.deep_idx], c_all[self.deep_idx] = q, c
         return q_all, c_all
 
+    def member_outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's quality logits and log-costs: [M, B, A] each (one fused pass)."""
+        if self._fallback is not None:
+            outs = [self._fallback(features, member=i) for i in range(self.n_members)]
+            return torch.stack([q for q, _ in outs]), torch.stack([c for _, c in outs])
+        x = ((features - self.feature_mean) / self.feature_std).clamp(-FEATURE_CLIP, FEATURE_CLIP)
+        return self._members(x)
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quality logits and log-costs [B, A] each, as `HAPSRouter.forward(features)` gives."""
         if self._fallback is not None:
             return self._fallback(features)
-        x = ((features - self.feature_mean) / self.feature_std).clamp(-FEATURE_CLIP, FEATURE_CLIP)
-        q, c = self._members(x)
-        if self.n_members == 1:
-            return q[0], c[0]
-        prob = torch.sigmoid(q).mean(0).clamp(1e-6, 1 - 1e-6)
-        return torch.log(prob) - torch.log1p(-prob), c.mean(0)
+        return ensemble_mean(*self.member_outputs(features))
 
     @torch.inference_mode()
     def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,6 +260,15 @@ class FusedRouterHeads(nn.Module):
         quality = torch.sigmoid(q).float().cpu().numpy()
         cost = torch.exp(c).float().cpu().numpy() if self.has_cost else np.zeros_like(quality)
         return quality, cost
+
+
+def ensemble_mean(q: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ensemble's (quality logit, log-cost) [B, A] from the members' [M, B, A]: the mean of
+    probabilities as a logit, and the mean of log-costs (as `HAPSRouter.forward`)."""
+    if q.shape[0] == 1:
+        return q[0], c[0]
+    prob = torch.sigmoid(q).mean(0).clamp(1e-6, 1 - 1e-6)
+    return torch.log(prob) - torch.log1p(-prob), c.mean(0)
 
 
 def fuse_heads(router: FusableRouter, chunk_size: int = 64) -> FusedRouterHeads:

@@ -26,13 +26,14 @@ from haps_core.decision import (
     pool_mask,
     route_from_predictions,
 )
-from haps_core.encoders import PRECISIONS, CachedEncoder, Precision, QueryEncoder, optimize_encoder
+from haps_core.encoders import Precision, QueryEncoder
 from haps_core.features import action_value_features, query_features
 from haps_core.model import checkpoint
 from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
 from haps_core.model.describe import router_repr
 from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
+from haps_core.model.guarded import guarded_route
 from haps_core.model.input_cost import (
     TEXT_COUNTS,
     InputTokenModel,
@@ -41,6 +42,8 @@ from haps_core.model.input_cost import (
     text_counts,
 )
 from haps_core.model.net import RouterNet
+from haps_core.model.ood import OODStats, register_statistics_buffers
+from haps_core.model.precision import encoder_at_precision
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,10 @@ class HAPSRouter(nn.Module):
     input_intercept: torch.Tensor
     input_coef: torch.Tensor
     input_fitted: torch.Tensor
+    ood_bank: torch.Tensor
+    ood_observed: torch.Tensor
+    sample_scores: torch.Tensor
+    action_stats: torch.Tensor
 
     def __init__(
         self,
@@ -102,6 +109,10 @@ class HAPSRouter(nn.Module):
         self.register_buffer("reference_counts", torch.zeros(0, len(TEXT_COUNTS), dtype=torch.float64))
         # The input side of the cost (`haps_core.model.input_cost`): none modelled until training.
         self.set_input_model(InputTokenModel.empty(space))
+        # Training statistics (`haps_core.model.ood.fit_ood`): none = OOD and coverage disabled.
+        register_statistics_buffers(self, config.embed_dim, len(space))
+        self.ood_stats: OODStats | None = None
+        self.ood_action: str | int | None = None  # default for route(ood_action=)
 
         self.members = nn.ModuleList(RouterNet(self, seed_offset=i) for i in range(config.members))
 
@@ -152,26 +163,8 @@ class HAPSRouter(nn.Module):
         return self
 
     def set_encoder_precision(self, precision: Precision = "int8", compile: bool = False) -> "HAPSRouter":
-        """Swaps the attached encoder for a faster copy of it (`haps_core.encoders.optimize_encoder`).
-
-        On a CPU the encoder's forward pass is most of a routing call's time. "int8" (dynamic
-        quantisation of its Linear layers) is about 2.5x faster at batch 1 and keeps about
-        95-100% of decisions identical; "bf16" (where the CPU has native bfloat16) is about
-        1.5x faster with ~99.8% identical; "fp32" restores the original weights' precision.
-        An embedding cache around the encoder is kept, under the new encoder's own fingerprint
-        (vectors of different precisions never mix). Returns the router.
-        """
-        if precision not in PRECISIONS:
-            msg = f"`precision` must be one of {PRECISIONS}, got {precision!r}"
-            raise ValueError(msg)
-        if self.encoder is None:
-            msg = "this router has no encoder attached: call attach_encoder() or from_pretrained()"
-            raise RuntimeError(msg)
-        cached = self.encoder if isinstance(self.encoder, CachedEncoder) else None
-        base = cached.encoder if cached is not None else self.encoder
-        base = getattr(base, "source", base)  # start from float32 again, whatever was set
-        fast = base if precision == "fp32" and not compile else optimize_encoder(base, precision, compile)
-        self.encoder = CachedEncoder(fast, cached.directory.parent) if cached is not None else fast
+        """Swaps the attached encoder for a faster copy (`haps_core.model.precision`); returns the router."""
+        self.encoder = encoder_at_precision(self.encoder, precision, compile)
         return self
 
     def set_input_model(self, model: InputTokenModel) -> None:
@@ -289,6 +282,9 @@ class HAPSRouter(nn.Module):
         target_mean_cost: float | None = None,
         backends: Sequence[str] | None = None,
         input_texts: Sequence[str] | None = None,
+        risk: float = 0.0,
+        ood_action: str | int | None = None,
+        explain: bool = False,
     ) -> list[RoutingDecision]:
         """Routes queries: one encoder + router forward pass for the whole list.
 
@@ -305,23 +301,35 @@ class HAPSRouter(nn.Module):
             backends: route only among these backends of the catalog (default: all).
             input_texts: per query, all the text its call sends besides the style's system text
                 (the history too): what its input cost is counted on; default: the query text.
+            risk: decide on ``quality - risk * ensemble spread`` (a lower confidence bound; 0: mean).
+            ood_action: what an out-of-distribution query gets (a backend, action key or index);
+                default `self.ood_action`, else the training log's best single action.
+            explain: attach an `Explanation` to each decision (``decision.explain()``).
         """
         texts = route_texts(texts, input_texts)
         check_route_budgets(cost_weight, max_cost_per_query, target_mean_cost, self.has_cost)
         allowed = None if backends is None else pool_mask(self.space, backends)
+        kw: dict[str, Any] = {
+            "max_cost_per_query": max_cost_per_query,
+            "target_mean_cost": target_mean_cost,
+            "reference": self.reference_predictions() if target_mean_cost is not None else None,
+            "default_cost_weight": self.default_cost_weight,
+            "n_alternatives": n_alternatives,
+        }
+        if self.ood_stats is not None or risk or explain:
+            return guarded_route(
+                self, texts, input_texts, cost_weight=cost_weight, pool=allowed, risk=risk,
+                ood_action=ood_action, explain=explain, **kw,
+            )  # fmt: skip
         quality, cost = self.predict(texts, input_texts)
         return route_from_predictions(
-            self.space,
-            quality,
-            cost,
-            cost_weight=cost_weight,
-            max_cost_per_query=max_cost_per_query,
-            target_mean_cost=target_mean_cost,
-            reference=self.reference_predictions() if target_mean_cost is not None else None,
-            default_cost_weight=self.default_cost_weight,
-            allowed=allowed,
-            n_alternatives=n_alternatives,
+            self.space, quality, cost, cost_weight=cost_weight, allowed=allowed, **kw
         )
+
+    def explain(self, query: str, cost_weight: float | None = None, k: int = 5, **route_kwargs: Any) -> Any:
+        """The `Explanation` of routing one query (top `k` actions); `route_kwargs` as `route`."""
+        (decision,) = self.route([query], cost_weight, explain=True, **route_kwargs)
+        return decision.explain(k)
 
     def reference_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """Predictions on the stored reference queries (what `target_mean_cost` is a mean over)."""

@@ -16,6 +16,7 @@ from haps_core.encoders import HFEncoder, QueryEncoder, embedding_encoder
 from haps_core.features import query_features
 from haps_core.logs import RoutingLog, read_logs, split_queries
 from haps_core.model import HAPSRouter, RouterConfig
+from haps_core.model.ood import fit_ood
 from haps_core.training import distributed as ddp
 from haps_core.training.config import TrainingConfig
 from haps_core.training.costs import cost_split_table
@@ -90,6 +91,10 @@ def fit_router(
         else {},
         "fine_tuned": fine_tune,
     }
+    try:  # what the router knows of its training queries: OOD, coverage, explanations
+        fit_ood(router, log, train_mask, features=None if provider is not None else features)
+    except ValueError as exc:
+        logger.warning("no OOD statistics stored: %s", exc)
     summary = log.summary()
     summary.update(
         {

@@ -1,0 +1,171 @@
+"""Issue 15 items 3-5: uncertainty and coverage, out-of-distribution policy, explanations.
+
+REAL: the shipped default router, the haps-bench log (`haps_core.paths.bench_logs()`), its own
+held-out split (`training_summary["heldout"]`), and `fit_ood` applied to the router in memory
+(the shipped checkpoint has no statistics yet). Embeddings go through the on-disk cache.
+"""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from haps_core import HAPSRouter
+from haps_core.encoders import CachedEncoder
+from haps_core.logs import read_logs, split_queries
+from haps_core.model.guarded import member_spread, ood_actions
+from haps_core.model.ood import evidence, fit_ood
+from haps_core.paths import bench_logs, default_cache_dir
+
+CHAT_AND_CODE = [
+    "hey, can you help me write a birthday message for my mom?",
+    "Write a Python function that reverses a linked list.",
+    "What's a good recipe for vegan lasagna?",
+    "how do I fix 'ModuleNotFoundError: No module named numpy'?",
+    "Tell me a joke about cats",
+    "Explain the difference between TCP and UDP in simple terms",
+    "Can you refactor this JavaScript: function f(a){return a.map(x=>x*2)}",
+    "I feel tired all the time, any tips?",
+    "Write a haiku about autumn rain",
+    "What should I name my new golden retriever puppy?",
+    "Write a SQL query to find the top 5 customers by revenue",
+    "Summarize the plot of The Lord of the Rings in three sentences",
+    "Debug: my React component re-renders infinitely when I call setState in useEffect",
+    "Plan a 3-day trip to Lisbon for me",
+    "Translate 'good morning, how are you' into Spanish and French",
+    "Write a bash one-liner to count lines in all .py files",
+    "What do you think about pineapple on pizza?",
+    "Draft a polite email declining a job offer",
+    "Implement binary search in Rust with generics",
+    "Give me 10 ideas for a startup in the pet industry",
+]
+EXAM = "Topic: Math\nQuestion: If 3x + 5 = 20, what is x?\nChoices:\n  A: 3\n  B: 5\n  C: 7\n  D: 15"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """(fitted router, log, features of all log queries, dev mask)."""
+    router = HAPSRouter.from_pretrained("haps-default")
+    router.attach_encoder(CachedEncoder(router.encoder, default_cache_dir() / "embeddings"))
+    log = read_logs([bench_logs()])
+    held = router.training_summary["heldout"]
+    dev = split_queries(log.query_ids, held["fraction"], seed=held["seed"])
+    features = router.featurize(log.queries)
+    fit_ood(router, log, ~dev, features=features)
+    return router, log, features, dev
+
+
+def test_issue15_ood_flags_chat_and_coding_but_few_dev_queries(bench, caplog):
+    router, _, features, dev = bench
+    with caplog.at_level(logging.WARNING, logger="haps_core.model.guarded"):
+        decisions = router.route(CHAT_AND_CODE, cost_weight=0.0)
+        router.route(CHAT_AND_CODE[:3], cost_weight=0.0)
+    flagged = [d for d in decisions if d.ood]
+    assert len(flagged) >= 18, [(q, d.ood_score) for q, d in zip(CHAT_AND_CODE, decisions)]
+    best = int(np.flatnonzero(ood_actions(router, None, 0.0))[0])
+    assert all(d.action_index == best for d in flagged)
+    assert all(d.ood_score > router.ood_stats.threshold for d in flagged)
+    assert sum("out of distribution" in r.message for r in caplog.records) == 1  # once per router
+    ev = evidence(router, features[torch.as_tensor(np.flatnonzero(dev))])
+    assert ev is not None and ev.flagged.mean() <= 0.05, ev.flagged.mean()
+    safe = router.route(CHAT_AND_CODE[:4], cost_weight=0.0, ood_action="gpt-35-turbo")
+    assert all(d.backend == "gpt-35-turbo" for d in safe if d.ood)
+    # the model's own choice is kept as the first runner-up for fallback
+    own = router.route(CHAT_AND_CODE[:1], cost_weight=0.0, ood_action=decisions[0].action_index + 1)[0]
+    assert own.action_index == decisions[0].action_index + 1
+    with pytest.raises(ValueError, match="ood_action"):
+        router.route(CHAT_AND_CODE[:1], ood_action="no-such-backend")
+
+
+def test_issue15_in_distribution_decisions_unchanged(bench):
+    router, *_ = bench
+    plain = HAPSRouter.from_pretrained("haps-default")
+    lines = Path("cookbook/sample_queries.jsonl").read_text().splitlines()
+    samples = [json.loads(line) for line in lines]
+    texts = [s["query"] for s in samples]
+    for weight in (0.0, 20.0, 200.0):
+        for s, a, b in zip(samples, router.route(texts, weight), plain.route(texts, weight)):
+            if "Choices:" in s["query"] or "Passage" in s["query"]:
+                assert not a.ood, s["id"]
+            if not a.ood:
+                keep = {k: v for k, v in a.to_dict().items() if k in b.to_dict()}
+                assert keep == b.to_dict(), s["id"]
+
+
+def test_issue15_confidence_coverage_and_risk(bench, caplog):
+    router, log, features, dev = bench
+    x = features[:8]
+    with torch.no_grad():
+        members = torch.stack([torch.sigmoid(router(x, member=m)[0]) for m in range(router.config.members)])
+    np.testing.assert_allclose(member_spread(router, x), members.std(0, unbiased=False).numpy(), atol=1e-4)
+    d0 = router.route([EXAM], cost_weight=20.0)[0]
+    assert 0.0 <= d0.confidence <= 1.0 and 0.0 <= d0.coverage <= 1.0 and not d0.ood
+    quality, cost = router.predict([EXAM])
+    spread = member_spread(router, router.featurize([EXAM]))
+    for risk in (0.0, 2.0, 20.0):
+        d = router.route([EXAM], cost_weight=20.0, risk=risk)[0]
+        lcb = np.clip(quality[0] - risk * spread[0], 0, 1) - 20.0 * cost[0]
+        assert lcb[d.action_index] == pytest.approx(lcb.max(), abs=1e-6)
+    with pytest.raises(ValueError, match="risk"):
+        router.route([EXAM], risk=-1.0)
+    train = ~dev
+    seen = np.zeros((log.n_queries, len(log.space)), dtype=bool)
+    seen[log.row_query, log.row_action] = True
+    rare = sorted(log.space.actions[a].key for a in np.flatnonzero(seen[train].mean(0) < 0.2))
+    with caplog.at_level(logging.WARNING, logger="haps_core.model.ood"):
+        copy = HAPSRouter.from_pretrained("haps-default")
+        fit_ood(copy, log, train, features=features, min_share=0.2)
+    warnings = [r.getMessage() for r in caplog.records if "fewer than" in r.getMessage()]
+    assert len(warnings) == 1 and all(k in warnings[0] for k in rare) and rare
+
+
+def test_issue15_explanation_top_actions_margin_and_neighbours(bench):
+    router, *_ = bench
+    e = router.explain(EXAM, cost_weight=20.0, k=4)
+    d = router.route([EXAM], cost_weight=20.0)[0]
+    assert e.chosen == router.space.actions[d.action_index].key
+    utilities = [a.utility for a in e.actions]
+    assert utilities == sorted(utilities, reverse=True) and len(e.to_dict()["actions"]) == 4
+    for a in e.actions[:4]:
+        assert a.utility == pytest.approx(a.predicted_quality - 20.0 * a.predicted_cost)
+    assert e.margin == pytest.approx(e.actions[0].utility - e.actions[1].utility) and e.margin >= 0
+    assert e.ood is False and e.ood_score == pytest.approx(d.ood_score)
+    sims = [n.similarity for n in e.neighbours]
+    assert len(sims) == 3 and sims == sorted(sims, reverse=True)
+    assert any("Topic: Math" in n.text for n in e.neighbours)
+    text = str(e)
+    assert e.chosen in text and "OOD score" in text and "nearest training queries" in text
+    json.dumps(e.to_dict())
+    with pytest.raises(ValueError, match="explain"):
+        d.explain()
+
+
+def test_issue15_checkpoint_round_trip_and_old_checkpoints(bench, tmp_path):
+    router, *_ = bench
+    router.save_pretrained(tmp_path / "r")
+    loaded = HAPSRouter.from_pretrained(tmp_path / "r")
+    assert loaded.ood_stats == router.ood_stats
+    for name in ("ood_bank", "ood_observed", "sample_scores", "action_stats"):
+        assert torch.equal(getattr(loaded, name), getattr(router, name)), name
+    texts = [EXAM, *CHAT_AND_CODE[:3]]
+    loaded.attach_encoder(router.encoder)  # the same (cached) embeddings: the same decisions
+    assert [d.to_dict() for d in loaded.route(texts, 20.0)] == [
+        d.to_dict() for d in router.route(texts, 20.0)
+    ]
+    old = HAPSRouter.from_pretrained("haps-default")  # saved before the statistics
+    assert old.ood_stats is None and len(old.ood_bank) == 0
+    assert "ood" not in old.route([EXAM])[0].to_dict()
+    out = tmp_path / "d.jsonl"
+    cmd = [sys.executable, "-m", "haps_core.cli", "route", "--router", str(tmp_path / "r"), "--explain"]
+    run = subprocess.run(
+        [*cmd, "--query", CHAT_AND_CODE[1], "--output", str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert "OUT OF DISTRIBUTION" in run.stdout and "top 5 actions" in run.stdout
+    line = json.loads(out.read_text())
+    assert line["ood"] is True and "explanation" in line and 0 <= line["confidence"] <= 1
