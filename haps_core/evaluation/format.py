@@ -1,4 +1,9 @@
-"""An evaluation report as a plain-text table and as a PNG of cost-quality frontiers."""
+"""An evaluation report as a plain-text table and as a PNG of cost-quality frontiers.
+
+Beside the cost-quality metrics, each row shows the calibration of the router's predicted quality
+(ECE, Brier; "-" for rows that predict no quality): per block over its cells, pooled over the
+union of all blocks' cells.
+"""
 
 import numpy as np
 
@@ -12,16 +17,26 @@ _COLUMNS = (
     ("saving", "saving"),
     ("saving95", "saving@95"),
 )
+# calibration of predicted quality; kept apart from _COLUMNS (the metrics a model card records)
+_CALIBRATION_COLUMNS = (
+    ("ece", "ECE"),
+    ("brier", "Brier"),
+)
+_ALL_COLUMNS = _COLUMNS + _CALIBRATION_COLUMNS
 
 
 def _fmt(v: float) -> str:
     return "   -  " if v is None or not np.isfinite(v) else f"{v:+.3f}" if v < 0 else f"{v:.3f} "
 
 
+def _row(name: str, values: dict[str, float]) -> str:
+    return f"{name:<22}" + "".join(f"{_fmt(values.get(k, float('nan'))):>11}" for k, _ in _ALL_COLUMNS)
+
+
 def format_report(report: EvaluationReport) -> str:
     """A plain-text table: one section per block and one pooled."""
     lines = []
-    head = f"{'router':<22}" + "".join(f"{t:>11}" for _, t in _COLUMNS)
+    head = f"{'router':<22}" + "".join(f"{t:>11}" for _, t in _ALL_COLUMNS)
     for r in report.blocks:
         sc, sq = r.single_points
         lines.append(
@@ -31,21 +46,25 @@ def format_report(report: EvaluationReport) -> str:
             f"C=${r.oracle[0]:.5f}"
         )
         lines.append(head)
-        for name, m in [("zero-router", r.zero)] + [(k, v.metrics) for k, v in r.routers.items()]:
-            d = m.to_dict()
-            lines.append(f"{name:<22}" + "".join(f"{_fmt(d[k]):>11}" for k, _ in _COLUMNS))
+        rows = [("zero-router", r.zero.to_dict())]
+        for k, v in r.routers.items():
+            cal = v.calibration
+            rows.append((k, {**v.metrics.to_dict(), **({"ece": cal.ece, "brier": cal.brier} if cal else {})}))
+        lines += [_row(name, d) for name, d in rows]
         for key, res in r.comparisons.items():
             lines.append(f"  paired bootstrap {key}: dAIQ = {res.diff:+.4f} +- {res.se:.4f} (se)")
         if "haps" in r.routers:
             shares = r.routers["haps"].shares
             parts = [f"{k}: " + ", ".join(f"{v} {x:.0%}" for v, x in d.items()) for k, d in shares.items()]
             lines.append("  haps decisions over the sweep: " + "; ".join(parts))
-    lines.append(f"\n== pooled over {len(report.blocks)} blocks (query-weighted)")
+    lines.append(
+        f"\n== pooled over {len(report.blocks)} blocks (query-weighted; ECE, Brier over all blocks' cells)"
+    )
     lines.append(head)
     for name, d in report.pooled.items():
         if name in ("oracle", "best-single"):
             continue
-        lines.append(f"{name:<22}" + "".join(f"{_fmt(d.get(k, float('nan'))):>11}" for k, _ in _COLUMNS))
+        lines.append(_row(name, d))
     for name in ("best-single", "oracle"):
         if name in report.pooled:
             d = report.pooled[name]

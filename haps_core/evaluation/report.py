@@ -1,9 +1,13 @@
 """One block's evaluation (cost-weight sweeps, metrics, paired bootstraps), its report and the pooling.
 
 A router's points come from the *observed* outcomes of its choices, never from its own predictions.
+Calibration (ECE, Brier score) is the one place the predictions are compared with the outcomes:
+over every cell of the block the router may choose (its allowed actions), for the routers that
+predict quality; pooled over blocks it is computed on the union of the blocks' cells (cell-weighted).
 """
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +18,9 @@ from haps_core.decision import choose, cost_weight_grid
 from haps_core.evaluation.blocks import Block, best_single_action
 from haps_core.metrics import (
     BootstrapResult,
+    CalibrationMetrics,
     RouterMetrics,
+    calibration_metrics,
     oracle_point,
     paired_bootstrap,
     points_from_choices,
@@ -22,6 +28,8 @@ from haps_core.metrics import (
     single_action_points,
     zero_router_metrics,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,10 +41,14 @@ class RouterResult:
     qualities: np.ndarray
     choices: np.ndarray  # [n_weights, n_queries], positions within the block's actions
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibration: CalibrationMetrics | None = None  # None: the router predicts no quality
+    # the (predicted, observed) cells the calibration was computed on, flat, for the pooling
+    cells: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.metrics.to_dict(),
+            "calibration": self.calibration.to_dict() if self.calibration else None,
             "decision_shares": self.shares,
             "points": [[float(c), float(q)] for c, q in zip(self.costs, self.qualities)],
         }
@@ -74,6 +86,8 @@ class EvaluationReport:
     pooled: dict[str, dict[str, float]]
     pooled_comparisons: dict[str, dict[str, float]]
     summary: dict[str, Any] = field(default_factory=dict)
+    # router -> pooled calibration (ECE, Brier, reliability bins) over all blocks' cells
+    pooled_calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +95,7 @@ class EvaluationReport:
             "blocks": [b.to_dict() for b in self.blocks],
             "pooled": self.pooled,
             "pooled_comparisons": self.pooled_comparisons,
+            "pooled_calibration": self.pooled_calibration,
         }
 
 
@@ -105,6 +120,28 @@ def decision_shares(actions: Sequence[Any], choices: np.ndarray) -> dict[str, di
     return {k: {v: round(x, 4) for v, x in sorted(d.items())} for k, d in out.items()}
 
 
+def calibration_cells(
+    name: str, quality: np.ndarray, score: np.ndarray, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (predicted, observed) cells a router's calibration is computed on, flat, or None.
+
+    Cells of actions outside `allowed` are left out, and so are non-finite predictions (actions
+    the router does not know, predicted -inf so that they are never chosen). Predictions outside
+    [0, 1] are no quality estimates: None (logged).
+    """
+    q, s = (quality, score) if allowed is None else (quality[:, allowed], score[:, allowed])
+    finite = np.isfinite(q)
+    if not finite.all():
+        logger.info(
+            "%s: %d cell(s) without a finite prediction left out of calibration", name, (~finite).sum()
+        )
+    p, o = q[finite].astype(np.float64), s[finite].astype(np.float64)
+    if p.size == 0 or p.min() < 0.0 or p.max() > 1.0:
+        logger.warning("%s: predicted quality is not in [0, 1]; no calibration reported", name)
+        return None
+    return p, o
+
+
 def evaluate_block(
     block: Block,
     train: TrainingSet,
@@ -112,6 +149,7 @@ def evaluate_block(
     compare: Sequence[tuple[str, str]] = (),
     n_boot: int = 1000,
     seed: int = 0,
+    calibrate: Collection[str] | None = None,
 ) -> BlockReport:
     """Sweeps each router's predictions over cost weights on one block.
 
@@ -121,6 +159,9 @@ def evaluate_block(
         predictions: router name -> (quality [n, A_all], cost [n, A_all], allowed mask over the
             block's actions or None) for the block's queries.
         compare: pairs of router names to compare with a paired bootstrap.
+        calibrate: the routers whose predicted quality is scored for calibration (ECE, Brier);
+            None: all of them. Routers whose predictions are no quality estimates (random
+            scores) belong outside it.
     """
     best = best_single_action(train, block)
     sc, sq = single_action_points(block.score, block.cost)
@@ -144,6 +185,11 @@ def evaluate_block(
             choices,
             decision_shares([train.space.actions[a] for a in block.action_idx], choices),
         )
+        if calibrate is None or name in calibrate:
+            cells = calibration_cells(name, q, block.score, allowed)
+            if cells is not None:
+                report.routers[name].calibration = calibration_metrics(*cells)
+                report.routers[name].cells = cells
     for a, b in compare:
         if a in report.routers and b in report.routers:
             report.comparisons[f"{a} vs {b}"] = paired_bootstrap(
@@ -198,3 +244,22 @@ def pool(reports: Sequence[BlockReport]) -> tuple[dict[str, dict[str, float]], d
         se = float(np.sqrt(c["var"]) / c["weight"])
         pooled_comps[key] = {"diff": diff, "se": se, "z": diff / se if se > 0 else float("inf")}
     return pooled, pooled_comps
+
+
+def pool_calibration(reports: Sequence[BlockReport]) -> dict[str, CalibrationMetrics]:
+    """Per router, calibration over the union of its cells in every block (cell-weighted).
+
+    ECE is not additive over blocks, so it is recomputed on the union rather than averaged;
+    a router is pooled only over the blocks where it has a calibration.
+    """
+    cells: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for r in reports:
+        for name, res in r.routers.items():
+            if res.cells is not None:
+                cells.setdefault(name, []).append(res.cells)
+    return {
+        name: calibration_metrics(
+            np.concatenate([p for p, _ in parts]), np.concatenate([o for _, o in parts])
+        )
+        for name, parts in cells.items()
+    }

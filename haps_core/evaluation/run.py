@@ -5,9 +5,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from haps_core.baselines import BaselineRouter
+from haps_core.baselines import BaselineRouter, RandomRouter
 from haps_core.evaluation.blocks import find_blocks, model_only_actions, training_set
-from haps_core.evaluation.report import EvaluationReport, evaluate_block, pool
+from haps_core.evaluation.report import EvaluationReport, evaluate_block, pool, pool_calibration
 from haps_core.logs import RoutingLog
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ def run_evaluation(
         model_only: routers also evaluated restricted to each backend's most common
             configuration (the "<name>-model-only" rows): what routing models alone gives.
         compare: router name pairs for the paired bootstrap.
+
+    Calibration of predicted quality (ECE, Brier) is reported for every router but the random
+    baseline (random scores, no quality estimate) and its model-only rows; the zero-router,
+    best single action and oracle make no per-query predictions and have none.
     """
     train = training_set(log, ~test_mask, embeddings)
     for name, router in routers.items():
@@ -61,6 +65,9 @@ def run_evaluation(
             f">= {min_block_queries} queries; use more test queries (dev fraction) or a denser log"
         )
         raise ValueError(msg)
+    no_quality = {name for name, r in routers.items() if isinstance(r, RandomRouter)}
+    calibrate = [n for n in routers if n not in no_quality]
+    calibrate += [f"{n}-model-only" for n in calibrate]
     reports = []
     for block in blocks:
         texts = [log.queries[i] for i in block.query_idx]
@@ -75,11 +82,18 @@ def run_evaluation(
                 if name in raw:
                     q, c = raw[name]
                     predictions[f"{name}-model-only"] = (q, c, allowed)
-        reports.append(evaluate_block(block, train, predictions, compare, n_boot=n_boot, seed=seed))
+        reports.append(
+            evaluate_block(block, train, predictions, compare, n_boot=n_boot, seed=seed, calibrate=calibrate)
+        )
     pooled, pooled_comps = pool(reports)
+    pooled_calibration = pool_calibration(reports)
+    for name, cal in pooled_calibration.items():
+        pooled[name].update(ece=cal.ece, brier=cal.brier)
     summary = {
         **log.summary(),
         "train_queries": int((~test_mask).sum()),
         "test_queries": int(test_mask.sum()),
     }
-    return EvaluationReport(reports, pooled, pooled_comps, summary)
+    return EvaluationReport(
+        reports, pooled, pooled_comps, summary, {k: v.to_dict() for k, v in pooled_calibration.items()}
+    )

@@ -2,7 +2,8 @@
 
 Every metric is computed from a test block's observed scores ``S[q, a]`` in ``[0, 1]`` and costs
 ``C[q, a] >= 0`` alone, so every router is judged on the same observations and no metric depends
-on a live backend. The definitions live with `Frontier`, `effective_quality`, `aiq` and `RouterMetrics`.
+on a live backend. Calibration (ECE, Brier score) checks predicted quality against the same
+scores. The definitions live with `Frontier`, `effective_quality`, `aiq` and `RouterMetrics`.
 """
 
 from haps_core.metrics.aiq import (
@@ -13,6 +14,14 @@ from haps_core.metrics.aiq import (
     effective_quality,
 )
 from haps_core.metrics.bootstrap import BootstrapResult, paired_bootstrap
+from haps_core.metrics.calibration import (
+    CalibrationMetrics,
+    ReliabilityBins,
+    brier_score,
+    calibration_metrics,
+    expected_calibration_error,
+    reliability_bins,
+)
 from haps_core.metrics.frontier import QUALITY_TOL, Frontier
 from haps_core.metrics.points import (
     RouterMetrics,
@@ -29,16 +38,22 @@ __all__ = [
     "QUALITY_TOL",
     "SAVING95_FRACTION",
     "BootstrapResult",
+    "CalibrationMetrics",
     "FloatArray",
     "Frontier",
     "IntArray",
+    "ReliabilityBins",
     "RouterMetrics",
     "aiq",
+    "brier_score",
+    "calibration_metrics",
     "effective_cost_at",
     "effective_quality",
+    "expected_calibration_error",
     "oracle_point",
     "paired_bootstrap",
     "points_from_choices",
+    "reliability_bins",
     "router_metrics",
     "single_action_points",
     "zero_router_metrics",
