@@ -137,11 +137,9 @@ def test_issue15_offpolicy_estimates_are_consistent():
         assert res.cost["dr"].value > 0 and abs(res.cost["dr"].value - truth_c) < 5 * res.cost["dr"].se
 
 
-def _rows_with(**extra) -> list[dict]:
-    rows = synthetic_rows(30)
-    for i, row in enumerate(rows):
-        row.update({"propensity": 0.25, **extra} if i % 4 == 0 else extra)
-    return [r for i, r in enumerate(rows) if i % 4 == 0]
+def _rows_with() -> list[dict]:
+    """One row per query of the synthetic log (its first action), with propensity 0.25."""
+    return [dict(r, propensity=0.25) for i, r in enumerate(synthetic_rows(30)) if i % 4 == 0]
 
 
 @pytest.mark.parametrize("bad", [0, 1.5, "x", -0.1])
@@ -160,7 +158,7 @@ def test_issue15_propensity_read_and_pivoted(tmp_path):
     rows[0]["propensity"] = 0.5
     rows.append(dict(rows[0], propensity=0.3))  # the cell observed twice: mean propensity
     rows.append({k: v for k, v in rows[1].items() if k != "propensity"} | {"query_id": "new", "query": "new"})
-    log = read_logs(write_jsonl(tmp_path / "b.csv.jsonl", rows))
+    log = read_logs(write_jsonl(tmp_path / "b.jsonl", rows))
     assert log.propensity is not None and np.isnan(log.propensity[-1])
     table = log.outcomes()
     cell = np.flatnonzero(table.count == 2)
