@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from haps_core.cli.io import STDIO, UsageError, json_default, write_output
+from haps_core.cli.offpolicy import add_arguments as add_offpolicy_arguments
+from haps_core.cli.offpolicy import cmd_offpolicy
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +60,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         metavar="FILE",
         help="write all metrics as JSON; - writes them to stdout (the table then goes to stderr)",
     )
+    add_offpolicy_arguments(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -108,6 +111,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from haps_core.evaluation import format_report, plot_report, run_evaluation
     from haps_core.logs import read_logs, split_queries
 
+    if args.off_policy:
+        return cmd_offpolicy(args)
     names = [b for b in args.baselines.split(",") if b]
     unknown = sorted(set(names) - set(BASELINES))
     if unknown:

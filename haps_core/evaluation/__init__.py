@@ -17,6 +17,13 @@ from haps_core.evaluation.blocks import (
 )
 from haps_core.evaluation.format import _COLUMNS as _COLUMNS
 from haps_core.evaluation.format import format_report, plot_report
+from haps_core.evaluation.offpolicy import (
+    Estimate,
+    OffPolicyResult,
+    bandit_rows,
+    fit_reward_model,
+    offpolicy_evaluate,
+)
 from haps_core.evaluation.report import (
     BlockReport,
     EvaluationReport,
@@ -31,15 +38,20 @@ from haps_core.evaluation.run import Predictor, predict_all, run_evaluation
 __all__ = [
     "Block",
     "BlockReport",
+    "Estimate",
     "EvaluationReport",
+    "OffPolicyResult",
     "Predictor",
     "RouterResult",
+    "bandit_rows",
     "best_single_action",
     "decision_shares",
     "evaluate_block",
     "find_blocks",
+    "fit_reward_model",
     "format_report",
     "model_only_actions",
+    "offpolicy_evaluate",
     "plot_report",
     "pool",
     "predict_all",

@@ -22,10 +22,14 @@ KNOWN_FIELDS = (
     "task",
     "n_samples",
     "majority_score",
+    "propensity",
 )
 # Fields that describe what happened *after* routing (the answer's quality, its tokens). They
 # must never become router features; listing them keeps that rule explicit.
 OUTCOME_FIELDS = ("score", "cost", "input_tokens", "output_tokens", "n_samples", "majority_score")
+# How the logging policy chose the row's action (a bandit log): a training weight and what
+# off-policy evaluation reweights by, never a router feature either.
+POLICY_FIELDS = ("propensity",)
 
 
 def _missing(value: Any) -> bool:
@@ -62,7 +66,11 @@ _NUMERIC_RULES: dict[str, tuple[float, float, str]] = {
     "input_tokens": (0.0, math.inf, "a finite number >= 0"),
     "output_tokens": (0.0, math.inf, "a finite number >= 0"),
     "n_samples": (1.0, math.inf, "an integer >= 1"),
+    # the logging policy's probability of the row's action for its query: 0 is excluded (an
+    # action it never takes is never logged), and 1/propensity is the row's IPS weight
+    "propensity": (0.0, 1.0, "a number in (0, 1] (the probability the logging policy chose this action)"),
 }
+_EXCLUSIVE_LOW = ("propensity",)
 _STRING_FIELDS = ("query_id", "query", "model", "prompt_style", "dataset", "task")
 
 
@@ -75,7 +83,8 @@ def _parse_field(name: str, value: Any, text: bool) -> Any:
         except (TypeError, ValueError):
             number = math.nan
         bad_int = name == "n_samples" and math.isfinite(number) and number != int(number)
-        if not math.isfinite(number) or number < low or number > high or bad_int:
+        too_low = number <= low if name in _EXCLUSIVE_LOW else number < low
+        if not math.isfinite(number) or too_low or number > high or bad_int:
             raise ValueError(allowed)
         return number
     if name in _STRING_FIELDS:

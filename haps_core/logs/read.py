@@ -168,6 +168,7 @@ def read_logs(
     row_costs: list[float | None] = []
     row_tokens: list[tuple[float, float] | None] = []
     row_input_tokens: list[float] = []
+    row_propensity: list[float] = []
     row_scores: list[float] = []
     row_groups: list[str] = []
     row_where: list[tuple[str, int]] = []
@@ -264,6 +265,7 @@ def read_logs(
                 tokens = (values.get("input_tokens", 0.0), values.get("output_tokens", 0.0))
             row_tokens.append(tokens)
             row_input_tokens.append(values.get("input_tokens", math.nan))
+            row_propensity.append(values.get("propensity", math.nan))
             row_groups.append(values.get("dataset", ""))
             row_where.append((fname, line))
             if "cost" in values or (tokens is not None and model in prices):
@@ -294,6 +296,7 @@ def read_logs(
     if space is None:
         space = RoutingSpace.from_actions(actions, prices)
     action_pos = {a: i for i, a in enumerate(space.actions)}
+    propensity = np.asarray(row_propensity, dtype=np.float64)
     result = RoutingLog(
         space=space,
         query_ids=list(qid_pos),
@@ -304,6 +307,7 @@ def read_logs(
         cost=cost,
         groups=np.asarray(row_groups, dtype=object),
         input_tokens=np.asarray(row_input_tokens, dtype=np.float64),
+        propensity=propensity if np.isfinite(propensity).any() else None,
         has_cost=has_cost,
         n_skipped=n_skipped,
         files=[str(f) for f in files],

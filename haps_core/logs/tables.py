@@ -32,6 +32,8 @@ class RoutingLog:
         has_cost: whether cost was given or computable for the rows.
         input_tokens: per row, the logged input tokens (NaN where the row has none; None when
             the log was built without them).
+        propensity: per row, the probability with which the logging policy chose the row's
+            action for its query (NaN where the row has none; None when no row has one).
         n_skipped: rows dropped because ``skip_invalid=True`` was asked for.
         files: the files read.
     """
@@ -48,6 +50,7 @@ class RoutingLog:
     n_skipped: int = 0
     files: list[str] = field(default_factory=list)
     input_tokens: np.ndarray | None = None
+    propensity: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -74,7 +77,8 @@ class RoutingLog:
     def outcomes(self, rows: np.ndarray | None = None) -> "OutcomeTable":
         """Pivots (a subset of) the rows into a sparse queries x actions outcome table.
 
-        Repeated observations of a cell are averaged; `OutcomeTable.count` keeps how many.
+        Repeated observations of a cell are averaged; `OutcomeTable.count` keeps how many. A
+        cell's propensity is the mean over its rows that have one (NaN when none has).
         """
         sel: np.ndarray | slice = slice(None) if rows is None else rows
         q = self.row_query[sel].astype(np.int64)
@@ -85,6 +89,14 @@ class RoutingLog:
         count = np.bincount(inverse, minlength=len(uniq)).astype(np.int64)
         score = np.bincount(inverse, weights=self.score[sel], minlength=len(uniq)) / count
         cost = np.bincount(inverse, weights=self.cost[sel], minlength=len(uniq)) / count
+        propensity = None
+        if self.propensity is not None:
+            p = self.propensity[sel]
+            known = np.isfinite(p)
+            n_known = np.bincount(inverse, weights=known, minlength=len(uniq))
+            total = np.bincount(inverse, weights=np.where(known, p, 0.0), minlength=len(uniq))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                propensity = np.where(n_known > 0, total / n_known, np.nan)
         return OutcomeTable(
             space=self.space,
             query_ids=self.query_ids,
@@ -95,6 +107,7 @@ class RoutingLog:
             cost=cost,
             count=count,
             has_cost=self.has_cost,
+            propensity=propensity,
         )
 
     def group_rows(self, group: str) -> np.ndarray:
@@ -122,6 +135,9 @@ class OutcomeTable:
     input_cost: np.ndarray | None = None
     # Per query, the `text_counts` of its text (what the input side of cost is computed from).
     input_counts: np.ndarray | None = None
+    # Per cell, the logging policy's mean propensity of its rows (NaN where none was logged);
+    # None when the log has no propensities (bandit logs: see `RoutingLog.propensity`).
+    propensity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.indptr = np.searchsorted(self.cell_query, np.arange(len(self.query_ids) + 1))
@@ -154,6 +170,14 @@ class OutcomeTable:
         if self.input_cost is None:
             return np.zeros((len(query_idx), len(self.space)))
         return self._scatter(query_idx, None, (self.input_cost,))[0]
+
+    def dense_propensity(self, query_idx: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense propensity of the given queries x all actions (NaN where unobserved or unknown)."""
+        if self.propensity is None:
+            return np.full((len(query_idx), len(self.space)), np.nan)
+        known = self._scatter(query_idx, None, (np.isfinite(self.propensity).astype(float),))[0]
+        values = self._scatter(query_idx, None, (np.nan_to_num(self.propensity, nan=1.0),))[0]
+        return np.where(known > 0, values, np.nan)
 
     def full_cost(self) -> np.ndarray:
         """Per cell, the whole cost of the call (`cost` plus the known input side, if split)."""

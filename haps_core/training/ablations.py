@@ -37,6 +37,7 @@ def subset_log(log: RoutingLog, action_idx: Sequence[int] | np.ndarray) -> Routi
         n_skipped=log.n_skipped,
         files=log.files,
         input_tokens=None if log.input_tokens is None else log.input_tokens[keep],
+        propensity=None if log.propensity is None else log.propensity[keep],
     )
 
 

@@ -34,6 +34,8 @@ class TrainingConfig:
             `SKIP_L2_CANDIDATES` by the summed loss on the early-stopping queries of the first
             `SKIP_L2_SPLITS` members, and every member uses it (the right strength depends on
             the log's size and noise, so it is picked on held-out queries rather than fixed).
+        propensity_clip: the largest inverse-propensity weight min(1 / p, clip) a bandit row
+            (one with a logged `propensity`) gets in the policy term; a finite number >= 1.
     """
 
     epochs: int = 60
@@ -54,6 +56,7 @@ class TrainingConfig:
     skip_warmup_steps: int = 300
     skip_lr: float = 0.02
     skip_l2: float | None = None
+    propensity_clip: float = 20.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "reinforce_samples", "patience"):
@@ -70,6 +73,10 @@ class TrainingConfig:
             not isinstance(self.skip_l2, int | float) or not math.isfinite(self.skip_l2) or self.skip_l2 < 0
         ):
             msg = f"`skip_l2` must be None (chosen on held-out data) or a number >= 0, got {self.skip_l2!r}"
+            raise ValueError(msg)
+        clip = self.propensity_clip
+        if isinstance(clip, bool) or not isinstance(clip, int | float) or not math.isfinite(clip) or clip < 1:
+            msg = f"`propensity_clip` must be a finite number >= 1 (the largest 1 / p weight), got {clip!r}"
             raise ValueError(msg)
         if not 0 <= self.zero_lambda_prob <= 1:
             msg = f"`zero_lambda_prob` must be in [0, 1], got {self.zero_lambda_prob!r}"

@@ -1,7 +1,8 @@
 """The training objective's terms and the held-out scores that early stopping watches.
 
 Supervised: masked BCE of quality and squared error of log-cost on observed cells. Policy: the
-expected reward of softmax(U / tau), exact on fully observed rows, REINFORCE otherwise.
+expected reward of softmax(U / tau), exact on fully observed rows, REINFORCE otherwise, and
+clipped inverse-propensity weighted on bandit rows (rows with a logged propensity).
 """
 
 from collections.abc import Callable
@@ -17,6 +18,14 @@ from haps_core.training.batches import EVAL_BLOCK_QUERIES, _batch_tensors, _chun
 Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def ips_weights(propensity: torch.Tensor, mask: torch.Tensor, clip: float) -> torch.Tensor:
+    """Per cell, the clipped inverse-propensity weight min(1 / p, clip) (0 where a cell is
+    unobserved or has no propensity)."""
+    known = mask & torch.isfinite(propensity) & (propensity > 0)
+    safe = torch.where(known, propensity, torch.ones_like(propensity))
+    return torch.where(known, (1.0 / safe).clamp_max(clip), torch.zeros_like(propensity))
+
+
 def policy_loss(
     utility: torch.Tensor,
     reward: torch.Tensor,
@@ -24,21 +33,33 @@ def policy_loss(
     tau: float,
     samples: int,
     generator: torch.Generator | None = None,
+    propensity: torch.Tensor | None = None,
+    clip: float = 20.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Negative expected reward of pi = softmax(utility / tau), and the policy entropy.
 
     Rows whose every action is observed use the exact expectation; other rows use REINFORCE
-    with a baseline over the observed actions (the policy renormalised to them).
+    with a baseline over the observed actions (the policy renormalised to them). Bandit rows
+    (not fully observed, with a logged `propensity` [B, A] on an observed cell, NaN elsewhere)
+    use the clipped inverse-propensity estimate of the expected reward under the *whole* policy:
+    the mean over those cells of min(1 / p, clip) * pi(a) * (r_a - b), with b the policy's
+    expected predicted utility (detached, a control variate). Renormalising the policy to the
+    observed actions would give a row with one observed action no gradient at all. Without
+    propensities the result is exactly the one without the argument.
     """
     logits = utility / tau
     full = mask.all(dim=1)
     losses = []
     entropy = torch.zeros((), device=utility.device)
+    bandit = torch.zeros_like(full)
+    if propensity is not None:
+        weight = ips_weights(propensity, mask, clip)
+        bandit = ~full & (weight > 0).any(dim=1)
     if full.any():
         p = torch.softmax(logits[full], dim=1)
         losses.append(-(p * reward[full]).sum(1))
         entropy = entropy + (-(p * torch.log_softmax(logits[full], 1)).sum(1)).sum()
-    part = ~full & mask.any(dim=1)
+    part = ~full & ~bandit & mask.any(dim=1)
     if part.any():
         lg = logits[part].masked_fill(~mask[part], float("-inf"))
         logp = torch.log_softmax(lg, dim=1)
@@ -50,7 +71,15 @@ def policy_loss(
         losses.append(-(adv * logp.gather(1, draws)).mean(1))
         ent = -(p * logp.masked_fill(~mask[part], 0.0)).sum(1)
         entropy = entropy + ent.sum()
-    n = int(full.sum() + part.sum())
+    if bandit.any():
+        logp = torch.log_softmax(logits[bandit], dim=1)
+        p = logp.exp()
+        w = weight[bandit]
+        baseline = (p * utility[bandit]).sum(1, keepdim=True).detach()
+        adv = (reward[bandit] - baseline).masked_fill(w == 0, 0.0).detach()
+        losses.append(-(w * p * adv).sum(1) / (w > 0).sum(1))
+        entropy = entropy + (-(p * logp).sum(1)).sum()
+    n = int(full.sum() + part.sum() + bandit.sum())
     if not losses:
         zero = utility.sum() * 0.0
         return zero, zero

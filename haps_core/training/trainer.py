@@ -152,6 +152,10 @@ def _train_member(
                     router.config.tau,
                     config.reinforce_samples,
                     sample_gen,
+                    propensity=None
+                    if table.propensity is None
+                    else _to_device(table.dense_propensity(batch), torch.float32, device),
+                    clip=config.propensity_clip,
                 )
                 loss = loss + config.policy_weight * loss_pol - config.entropy_weight * entropy
             if world > 1:  # averaged over ranks below: weight this slice by its share
