@@ -57,18 +57,25 @@ def member_predictions(
     return torch.sigmoid(q).float().cpu().numpy(), torch.sigmoid(mean).float().cpu().numpy()
 
 
-def ood_actions(router: "HAPSRouter", ood_action: str | int | None, cost_weight: float) -> np.ndarray:
+def ood_actions(
+    router: "HAPSRouter",
+    ood_action: str | int | None,
+    cost_weight: float,
+    pool: np.ndarray | None = None,
+) -> np.ndarray:
     """[A] mask of the actions a flagged query may get: `ood_action` (a backend name, an action
     key or index), else the router's `ood_action`, else the best single action of the training
-    log at this cost weight (mean observed score - cost weight x mean cost; rare actions excluded)."""
+    log at this cost weight (mean observed score - cost weight x mean cost; rare actions excluded)
+    among the `pool` of allowed actions."""
     choice = ood_action if ood_action is not None else router.ood_action
     space, n_a = router.space, len(router.space)
     if choice is None:
         mean_score, mean_cost, share = router.action_stats.cpu().numpy().astype(np.float64)
         stats = router.ood_stats
-        eligible = share >= (stats.min_share if stats is not None else 0.0)
+        allowed = np.ones(n_a, dtype=bool) if pool is None else pool
+        eligible = allowed & (share >= (stats.min_share if stats is not None else 0.0))
         utility = np.where(
-            eligible if eligible.any() else True, mean_score - cost_weight * mean_cost, -np.inf
+            eligible if eligible.any() else allowed, mean_score - cost_weight * mean_cost, -np.inf
         )
         out = np.zeros(n_a, dtype=bool)
         out[int(np.argmax(utility))] = True
@@ -101,7 +108,7 @@ def _apply_ood(
 ) -> list[RoutingDecision]:
     rows = np.flatnonzero(flagged)
     lam = decisions[0].cost_weight
-    target = ood_actions(router, ood_action, lam)
+    target = ood_actions(router, ood_action, lam, pool)
     if pool is not None:
         target = target & pool
         if not target.any():

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from haps_core.cli import main
+from haps_core.decision import EVIDENCE_FIELDS
 from tests.helpers.logs import synthetic_rows, write_jsonl
 from tests.helpers.tiny_models import make_tiny_bert
 
@@ -53,7 +54,7 @@ def test_route_query_and_decisions_file(setup, capsys):
     root, _, _, out = setup
     assert main(["route", "--router", str(out), "--query", "Who wrote Hamlet?"]) == 0
     line = json.loads(capsys.readouterr().out.strip())
-    assert set(line) == {
+    base = {
         "id",
         "cost_weight",
         "backend",
@@ -63,6 +64,9 @@ def test_route_query_and_decisions_file(setup, capsys):
         "predicted_quality",
         "predicted_cost",
     }
+    # a router trained now stores OOD statistics: its decisions also carry their evidence
+    assert set(line) == base | set(EVIDENCE_FIELDS)
+    assert 0.0 <= line["coverage"] <= 1.0 and isinstance(line["ood"], bool)
     assert line["backend"] in ("small", "large")
     queries = root / "q.jsonl"
     queries.write_text(

@@ -169,3 +169,15 @@ def test_issue15_checkpoint_round_trip_and_old_checkpoints(bench, tmp_path):
     assert "OUT OF DISTRIBUTION" in run.stdout and "top 5 actions" in run.stdout
     line = json.loads(out.read_text())
     assert line["ood"] is True and "explanation" in line and 0 <= line["confidence"] <= 1
+
+
+def test_issue15_default_ood_action_is_the_best_single_action_of_the_callers_pool(bench):
+    """Flagged queries of a pool without the log's best single action get the pool's best one."""
+    router = bench[0]
+    best = router.space.actions[int(np.flatnonzero(ood_actions(router, None, 0.0))[0])].backend
+    pool = [b for b in router.space.backend_names if b != best][:2]
+    for d in router.route(CHAT_AND_CODE[:6], cost_weight=0.0, backends=pool):
+        assert d.backend in pool
+        if d.ood:
+            mask = np.array([a.backend in pool for a in router.space.actions])
+            assert ood_actions(router, None, 0.0, mask)[d.action_index]
