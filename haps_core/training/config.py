@@ -36,6 +36,13 @@ class TrainingConfig:
             the log's size and noise, so it is picked on held-out queries rather than fixed).
         propensity_clip: the largest inverse-propensity weight min(1 / p, clip) a bandit row
             (one with a logged `propensity`) gets in the policy term; a finite number >= 1.
+        skip_prior: the linear path's prior in the warm-up: "none" (an L2 on each action's
+            weights: a per-action logistic regression) or "hierarchical" (each action = global +
+            backend + (backend, prompt style) + action parts, the finer parts under a
+            `skip_prior_ratio` times stronger L2: actions observed a few times borrow from
+            their backend's other configurations; `haps_core.training.prior`).
+        skip_prior_ratio: that ratio; None chooses it with `skip_l2` on held-out queries from
+            `SKIP_PRIOR_RATIOS`.
     """
 
     epochs: int = 60
@@ -57,6 +64,8 @@ class TrainingConfig:
     skip_lr: float = 0.02
     skip_l2: float | None = None
     propensity_clip: float = 20.0
+    skip_prior: str = "none"
+    skip_prior_ratio: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "reinforce_samples", "patience"):
@@ -77,6 +86,15 @@ class TrainingConfig:
         clip = self.propensity_clip
         if isinstance(clip, bool) or not isinstance(clip, int | float) or not math.isfinite(clip) or clip < 1:
             msg = f"`propensity_clip` must be a finite number >= 1 (the largest 1 / p weight), got {clip!r}"
+            raise ValueError(msg)
+        if self.skip_prior not in ("none", "hierarchical"):
+            msg = f"`skip_prior` must be 'none' or 'hierarchical', got {self.skip_prior!r}"
+            raise ValueError(msg)
+        ratio = self.skip_prior_ratio
+        if ratio is not None and (
+            not isinstance(ratio, int | float) or not math.isfinite(ratio) or ratio <= 0
+        ):
+            msg = f"`skip_prior_ratio` must be None (chosen on held-out data) or a number > 0, got {ratio!r}"
             raise ValueError(msg)
         if not 0 <= self.zero_lambda_prob <= 1:
             msg = f"`zero_lambda_prob` must be in [0, 1], got {self.zero_lambda_prob!r}"

@@ -289,15 +289,18 @@ def train_router(
         # One L2 for every member's linear path, chosen on several members' held-out queries
         # (each member's own choice on ~15% of the queries varied with the split).
         search = provider or FrozenFeatures(features_dev)
-        total: dict[float, float] = {}
+        total: dict[Any, float] = {}
         for member, (fit_q, stop_q) in enumerate(splits[:SKIP_L2_SPLITS]):
             losses = _warm_up_skip(router, member, search, table, fit_q, config, device, stop_q, True)
             for l2, loss in losses.items():
                 total[l2] = total.get(l2, 0.0) + loss
         if total:
             chosen = min(total, key=total.__getitem__)
-            logger.info("linear path l2 %g (summed held-out losses %s)", chosen, total)
-            member_config = dataclasses.replace(config, skip_l2=chosen)
+            logger.info("linear path l2 %s (summed held-out losses %s)", chosen, total)
+            if isinstance(chosen, tuple):  # the hierarchical prior: (l2, ratio of the deviations)
+                member_config = dataclasses.replace(config, skip_l2=chosen[0], skip_prior_ratio=chosen[1])
+            else:
+                member_config = dataclasses.replace(config, skip_l2=chosen)
     members = []
     for member in range(n_members):
         fit_q, stop_q = splits[member]

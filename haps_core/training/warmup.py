@@ -5,7 +5,7 @@ observations per action; the deep heads then learn corrections to it under early
 """
 
 import logging
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from haps_core.model import HAPSRouter
 from haps_core.training.batches import _batch_tensors, _chunks
 from haps_core.training.config import TrainingConfig
 from haps_core.training.losses import _heldout_loss, _supervised_loss
+from haps_core.training.prior import SKIP_PRIOR_RATIOS, HierarchicalLinear
 from haps_core.training.providers import FeatureProvider
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _warm_up_skip(
     device: torch.device,
     stop_q: np.ndarray | None,
     return_losses: Literal[True],
-) -> dict[float, float]: ...
+) -> dict[Any, float]: ...
 
 
 def _warm_up_skip(
@@ -63,7 +64,7 @@ def _warm_up_skip(
     device: torch.device,
     stop_q: np.ndarray | None = None,
     return_losses: bool = False,
-) -> float | dict[float, float]:
+) -> float | dict[Any, float]:
     """Fits the member's direct linear path alone (the deep heads' outputs held at zero).
 
     With few observations per action, a per-action linear model trained to convergence is a
@@ -118,21 +119,38 @@ def _warm_up_skip(
         if table.has_cost:
             bias[n_actions:] = bias_c
 
+    hierarchical = config.skip_prior == "hierarchical"
+    ratio_now = [config.skip_prior_ratio or SKIP_PRIOR_RATIOS[0]]
+    prior: list[HierarchicalLinear] = []
+
     def fit(l2: float, steps: int | None = None, restart: bool = True) -> None:
-        if restart:
-            with torch.no_grad():
-                skip.weight.zero_()
-                skip.bias.copy_(bias)
-        opt = torch.optim.Adam(skip.parameters(), lr=config.skip_lr)
+        if hierarchical:  # the path's weights are global + backend + style + action parts
+            if restart or not prior:
+                prior[:] = [
+                    HierarchicalLinear(router.backend_of, router.style_of, skip.in_features, bias, seen)
+                ]
+            params = list(prior[0].parameters())
+        else:
+            if restart:
+                with torch.no_grad():
+                    skip.weight.zero_()
+                    skip.bias.copy_(bias)
+            params = list(skip.parameters())
+        opt = torch.optim.Adam(params, lr=config.skip_lr)
         for step in range(config.skip_warmup_steps if steps is None else steps):
             x, score, cost, mask = block(step % len(parts))
-            out = skip(x)
+            out = prior[0](x) if hierarchical else skip(x)
             q, c = out[:, :n_actions], out[:, n_actions:]
             loss = _supervised_loss(q, c, score, cost, mask, table.has_cost, config.cost_loss_weight)
-            loss = loss + l2 * skip.weight.pow(2).sum()
+            if hierarchical:
+                loss = loss + prior[0].penalty(l2, ratio_now[0])
+            else:
+                loss = loss + l2 * skip.weight.pow(2).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if hierarchical:
+            prior[0].write_to(skip)
 
     def fill_unseen() -> None:
         if not seen.all():
@@ -140,10 +158,18 @@ def _warm_up_skip(
                 interpolate_unseen_actions(router, skip, seen)
 
     no_stop = stop_q is None or len(stop_q) == 0
+    ratios = (
+        [None]
+        if not hierarchical
+        else [config.skip_prior_ratio]
+        if config.skip_prior_ratio
+        else SKIP_PRIOR_RATIOS
+    )
     if return_losses and no_stop:
         return {}
-    if (config.skip_l2 is not None or no_stop) and not return_losses:
+    if ((config.skip_l2 is not None and len(ratios) == 1) or no_stop) and not return_losses:
         l2 = config.skip_l2 if config.skip_l2 is not None else 1e-4
+        ratio_now[0] = ratios[0] or ratio_now[0]
         fit(l2)
         fill_unseen()
         return float(l2)
@@ -155,15 +181,22 @@ def _warm_up_skip(
         return out[:, :n_actions], out[:, n_actions:]
 
     # A regularisation path: the strongest penalty first, from scratch, then each weaker one
-    # continuing from the previous solution with a third of the steps (it starts close).
-    losses = {}
-    for i, l2 in enumerate(sorted(SKIP_L2_CANDIDATES, reverse=True)):
-        fit(l2, None if i == 0 else max(1, config.skip_warmup_steps // 3), restart=i == 0)
-        losses[l2] = _heldout_loss(skip_forward, x_stop, table, stop_q, config.cost_loss_weight, device)
+    # continuing from the previous solution with a third of the steps (it starts close); with
+    # the hierarchical prior, one path per ratio of the deviations' penalty.
+    l2s = [config.skip_l2] if config.skip_l2 is not None else sorted(SKIP_L2_CANDIDATES, reverse=True)
+    losses: dict[Any, float] = {}
+    for ratio in ratios:
+        ratio_now[0] = ratio or ratio_now[0]
+        for i, l2 in enumerate(l2s):
+            fit(l2, None if i == 0 else max(1, config.skip_warmup_steps // 3), restart=i == 0)
+            loss = _heldout_loss(skip_forward, x_stop, table, stop_q, config.cost_loss_weight, device)
+            losses[l2 if ratio is None else (l2, ratio)] = loss
     if return_losses:
         return losses
     chosen = min(losses, key=losses.__getitem__)
-    logger.debug("member %d: linear path l2 %g (held-out losses %s)", member, chosen, losses)
+    logger.debug("member %d: linear path l2 %s (held-out losses %s)", member, chosen, losses)
+    if isinstance(chosen, tuple):
+        chosen, ratio_now[0] = chosen
     fit(chosen)
     fill_unseen()
     return float(chosen)
