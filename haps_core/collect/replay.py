@@ -141,8 +141,11 @@ class ReplayWorld:
         score, cost, tin, tout = self.cells[(question, action)]
         return Outcome(None, score, tin, tout, cost, 0.0)
 
-    def subset(self, question_ids: set[str]) -> "ReplayWorld":
-        """This world restricted to the given question ids (e.g. a train split)."""
+    def subset(
+        self, question_ids: set[str], failure_rate: float | None = None, seed: int | None = None
+    ) -> "ReplayWorld":
+        """This world restricted to the given question ids (e.g. a train split), optionally with
+        another injected failure rate and seed."""
         keep = [i for i, q in enumerate(self.questions) if q.id in question_ids]
         pos = {old: new for new, old in enumerate(keep)}
         world = object.__new__(ReplayWorld)
@@ -150,6 +153,8 @@ class ReplayWorld:
         world.questions = [self.questions[i] for i in keep]
         world.cells = {(pos[q], a): v for (q, a), v in self.cells.items() if q in pos}
         world._available = [self._available[i] for i in keep]
-        world._rng = np.random.default_rng(int(self._rng.integers(1 << 31)))
+        world._rng = np.random.default_rng(int(self._rng.integers(1 << 31)) if seed is None else seed)
+        if failure_rate is not None:
+            world.failure_rate = failure_rate
         world._rng_lock = threading.Lock()
         return world

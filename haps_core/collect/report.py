@@ -72,6 +72,7 @@ class CollectResult:
     per_action: dict[str, tuple[int, float, float]]
     budget_usd: float | None = None
     budget_calls: int | None = None
+    peak_committed_usd: float = 0.0  # the most ever spent plus reserved at one moment
 
     def table(self) -> str:
         width = max([len("action"), *map(len, self.per_action)])

@@ -324,4 +324,5 @@ class Collector:
             per_action=per_action_summary(rows),
             budget_usd=budget_usd,
             budget_calls=budget_calls,
+            peak_committed_usd=self.budget.peak_committed_usd,
         )

@@ -21,7 +21,7 @@ _MC_PATTERNS = (
     # "Answer: B", "the answer is (C)", "final answer: d"
     re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**([A-J])\b\)?", re.IGNORECASE),
     re.compile(r"^\s*\(?([A-J])\)?(?:[.:)\s]|$)"),  # an output that starts with the letter
-    re.compile(r"\(([A-J])\)"),
+    re.compile(r"\(([A-J])\)", re.IGNORECASE),
     re.compile(r"\b([A-J])\b"),  # the last standalone capital letter
 )
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")

@@ -22,8 +22,9 @@ from haps_core.catalog import RoutingSpace
 
 logger = logging.getLogger(__name__)
 
-FSYNC_EVERY = 32
-"""Lines written between two fsyncs (each line is flushed to the OS at once)."""
+FSYNC_EVERY = 256
+"""Lines written between two fsyncs within a batch (each line is flushed to the OS at once; every
+batch ends with an fsync)."""
 
 
 @dataclass(frozen=True)
