@@ -188,13 +188,6 @@ def _from_mapping(entry: Mapping[str, Any], styles: Mapping[str, str], where: st
             f"unknown keys {unknown}; allowed: {sorted(known)}"
         )
         raise ValueError(msg)
-    model = _import(str(entry["factory"]))(**dict(entry.get("kwargs") or {}))
-    framework = entry.get("framework", "langchain")
-    if framework not in ("langchain", "llamaindex"):
-        msg = f"{where}:  {entry['name']!r}: `framework` must be langchain or llamaindex, not {framework!r}"
-        raise ValueError(msg)
-    adapter = _import(f"haps_integrations.{framework}.collect:collect_backend")
-    prices = entry.get("prices", (0.0, 0.0))
     chosen = entry.get("prompt_styles")
     if isinstance(chosen, list):  # names of styles defined at the top level
         missing = [s for s in chosen if s not in styles and s != DEFAULT_PROMPT_STYLE]
@@ -205,6 +198,13 @@ def _from_mapping(entry: Mapping[str, Any], styles: Mapping[str, str], where: st
             )
             raise ValueError(msg)
         chosen = {s: styles.get(s, "") for s in chosen}
+    model = _import(str(entry["factory"]))(**dict(entry.get("kwargs") or {}))
+    framework = entry.get("framework", "langchain")
+    if framework not in ("langchain", "llamaindex"):
+        msg = f"{where}: {entry['name']!r}: `framework` must be langchain or llamaindex, not {framework!r}"
+        raise ValueError(msg)
+    adapter = _import(f"haps_integrations.{framework}.collect:collect_backend")
+    prices = entry.get("prices", (0.0, 0.0))
     extra = {
         k: entry[k]
         for k in ("max_concurrency", "rate_limit", "timeout_s", "output_tokens_estimate", "max_output_tokens")
