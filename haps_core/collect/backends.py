@@ -247,7 +247,8 @@ def load_backends(path: str | Path) -> list[BackendSpec]:
       optionally ``GRID`` (backend name -> parameters, overriding each backend's grid).
     * YAML (``.yaml``/``.yml``): ``prompt_styles`` (name -> system text), ``backends`` (entries
       with ``name``, ``factory: module:Class``, ``kwargs``, ``framework``, ``prices: [in, out]``,
-      ``grid``, ``prompt_styles: [names]``) and optionally ``grid`` as above.
+      ``grid``, ``prompt_styles: [names]``: without it, every top-level style) and optionally
+      ``grid`` as above.
 
     Raises:
         ValueError: an unknown backend in the grid, a style without a text, a bad entry.
