@@ -126,6 +126,37 @@ class BackendSpec:
         return (input_tokens * self.input_price + output_tokens * self.output_price) / 1e6
 
 
+def adapter_spec(
+    name: str,
+    call: CallFn,
+    model: Any,
+    reaches: Callable[[str, ParamValue], bool],
+    prices: tuple[float, float],
+    grid: Mapping[str, Sequence[ParamValue]] | None,
+    prompt_styles: Mapping[str, str] | None,
+    options: Mapping[str, Any],
+) -> BackendSpec:
+    """The spec an integration adapter returns; ValueError for a grid parameter that
+    ``reaches(param, value)`` says cannot reach `model`."""
+    grid = dict(grid or {})
+    for param, values in grid.items():
+        if values and not reaches(param, next(iter(values))):
+            msg = (
+                f"backend {name!r}: parameter `{param}` cannot reach {type(model).__name__} (no field, "
+                "configurable or generation kwarg of that name); drop it from the grid"
+            )
+            raise ValueError(msg)
+    return BackendSpec(
+        name,
+        call,
+        input_price=prices[0],
+        output_price=prices[1],
+        grid=grid,
+        prompt_styles=dict(prompt_styles or {}),
+        **options,
+    )
+
+
 def routing_space(specs: Sequence[BackendSpec]) -> RoutingSpace:
     """The catalog of a collection: every backend with its whole grid, and the styles' texts."""
     if not specs:

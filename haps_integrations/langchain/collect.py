@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from haps_core.catalog import ParamValue
-from haps_core.collect.backends import BackendSpec, CallResult, estimate_tokens
+from haps_core.collect.backends import BackendSpec, CallResult, adapter_spec, estimate_tokens
 from haps_integrations.langchain.params import apply_parameters
 
 logger = logging.getLogger(__name__)
@@ -66,19 +66,9 @@ def collect_backend(
         spec_options: `BackendSpec` options (max_concurrency, rate_limit, timeout_s, ...).
 
     Raises:
-        ValueError: a grid parameter that cannot reach this model.
+        ValueError: a grid parameter that cannot reach this model (pass forwards_kwargs=True for
+            a model whose invoke forwards unknown keyword arguments).
     """
-    grid = dict(grid or {})
-    for param, values in grid.items():
-        if values:
-            applied = apply_parameters(chat_model, {param: next(iter(values))}, forwards_kwargs)
-            if applied.mechanisms.get(param) == "not_applied":
-                msg = (
-                    f"backend {name!r}: parameter `{param}` cannot reach {type(chat_model).__name__} "
-                    "(no field, configurable or pipeline kwarg of that name); drop it from the grid "
-                    "or pass forwards_kwargs=True"
-                )
-                raise ValueError(msg)
 
     def call(system: str | None, query: str, params: Mapping[str, ParamValue]) -> CallResult:
         applied = apply_parameters(chat_model, dict(params), forwards_kwargs)
@@ -92,12 +82,8 @@ def collect_backend(
         tokens_in, tokens_out = _usage(chat_model, reply, messages, text)
         return CallResult(text, tokens_in, tokens_out, latency)
 
-    return BackendSpec(
-        name,
-        call,
-        input_price=prices[0],
-        output_price=prices[1],
-        grid=grid,
-        prompt_styles=dict(prompt_styles or {}),
-        **spec_options,
-    )
+    def reaches(param: str, value: ParamValue) -> bool:
+        applied = apply_parameters(chat_model, {param: value}, forwards_kwargs)
+        return applied.mechanisms.get(param) != "not_applied"
+
+    return adapter_spec(name, call, chat_model, reaches, prices, grid, prompt_styles, spec_options)

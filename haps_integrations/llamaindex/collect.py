@@ -14,7 +14,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from haps_core.catalog import ParamValue
-from haps_core.collect.backends import BackendSpec, CallResult, estimate_tokens
+from haps_core.collect.backends import BackendSpec, CallResult, adapter_spec, estimate_tokens
 from haps_integrations.llamaindex.params import apply_parameters
 
 logger = logging.getLogger(__name__)
@@ -47,9 +47,10 @@ def _count(llm: Any, text: str) -> int:
 def collect_backend(
     name: str,
     llm: Any,
+    *,
+    prompt_styles: Mapping[str, str] | None = None,
     prices: tuple[float, float] = (0.0, 0.0),
     grid: Mapping[str, Sequence[ParamValue]] | None = None,
-    prompt_styles: Mapping[str, str] | None = None,
     **spec_options: Any,
 ) -> BackendSpec:
     """A `BackendSpec` that calls a LlamaIndex LLM (``OpenAILike``, ``HuggingFaceLLM``, ...).
@@ -65,12 +66,6 @@ def collect_backend(
     Raises:
         ValueError: a grid parameter that cannot reach this LLM.
     """
-    grid = dict(grid or {})
-    for param, values in grid.items():
-        mechanisms = apply_parameters(llm, {param: next(iter(values))}).mechanisms if values else {}
-        if mechanisms.get(param) == "not_applied":
-            msg = f"backend {name!r}: parameter `{param}` cannot reach {type(llm).__name__}; drop it"
-            raise ValueError(msg)
 
     def call(system: str | None, query: str, params: Mapping[str, ParamValue]) -> CallResult:
         applied = apply_parameters(llm, dict(params))
@@ -85,12 +80,7 @@ def collect_backend(
             usage = (float(_count(llm, (system or "") + "\n" + query)), float(_count(llm, text)))
         return CallResult(text, usage[0], usage[1], latency)
 
-    return BackendSpec(
-        name,
-        call,
-        input_price=prices[0],
-        output_price=prices[1],
-        grid=grid,
-        prompt_styles=dict(prompt_styles or {}),
-        **spec_options,
-    )
+    def reaches(param: str, value: ParamValue) -> bool:
+        return apply_parameters(llm, {param: value}).mechanisms.get(param) != "not_applied"
+
+    return adapter_spec(name, call, llm, reaches, prices, grid, prompt_styles, spec_options)
