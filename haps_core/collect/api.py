@@ -101,7 +101,9 @@ def collect(
         prices: prices for a replay log without them beside it (backend -> (in, out) per 1M).
         concurrency: calls in flight at once (each backend's `max_concurrency` also applies).
         batch_size: cells per round (part of the plan: keep it when resuming).
-        dry_run: return the `Plan` (estimated cells and spend) and call nothing.
+        dry_run: return the `Plan` (estimated cells and spend) and call nothing. The plan runs the
+            strategy as if every cell cost its estimate; `adaptive` learns nothing there (no
+            outcomes), so its planned cell count is rougher than its planned spend.
         retries, backoff_s: retries of a transient error, with exponential backoff.
         max_backend_failures: failed cells in a row after which a backend is skipped.
         keep_outputs: write each raw output into the log (`output` column).
