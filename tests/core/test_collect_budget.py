@@ -51,6 +51,7 @@ def test_issue16_budget_refuses_bad_limits():
         Budget(calls=0)
 
 
+@pytest.mark.slow
 def test_issue16_budget_never_exceeded_over_100_randomised_replay_runs(world, tmp_path):
     rng = np.random.default_rng(16)
     ids = [q.id for q in world.questions]

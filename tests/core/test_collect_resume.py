@@ -90,6 +90,7 @@ def _lines(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["adaptive", "uniform"])
 def test_issue16_sigkilled_collection_resumes_to_the_uninterrupted_cells(replay_log, tmp_path, strategy):
     clean = tmp_path / "clean.jsonl"

@@ -14,7 +14,7 @@ from haps_core import RouterConfig, TrainingConfig, fit
 from haps_core.collect import collect, read_collected
 from tests.helpers.openai_standin import arithmetic_questions, standin_server
 
-pytestmark = pytest.mark.enable_socket
+pytestmark = [pytest.mark.enable_socket, pytest.mark.slow]
 STYLES = {"default": "", "terse": "Reply with the letter of the correct choice only."}
 
 
