@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "RoutingSpace": "haps_core.catalog",
     "StreamInterruptedError": "haps_core.errors",
     "TrainingConfig": "haps_core.training",
+    "collect": "haps_core.collect",
     "fit": "haps_core.training",
     "read_logs": "haps_core.logs",
     "split_queries": "haps_core.logs",
@@ -45,6 +46,7 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
     from haps_core.catalog import Action, Backend, RoutingSpace
+    from haps_core.collect import collect
     from haps_core.decision import RoutingDecision
     from haps_core.errors import (
         AllBackendsFailedError,

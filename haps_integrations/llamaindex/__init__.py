@@ -11,6 +11,7 @@ from haps_integrations import require_extra
 require_extra("llama_index.core", __name__, "LlamaIndex (llama-index-core)", "llamaindex")
 
 from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY
+from haps_integrations.llamaindex.collect import collect_backend
 from haps_integrations.llamaindex.llm import HAPSLLM
 from haps_integrations.llamaindex.messages import apply_system_message, extract_query_text, message_text
 from haps_integrations.llamaindex.params import MECHANISMS, apply_parameters
@@ -27,6 +28,7 @@ __all__ = [
     "HAPSSelectorResult",
     "apply_parameters",
     "apply_system_message",
+    "collect_backend",
     "extract_query_text",
     "haps_decision",
     "message_text",

@@ -23,6 +23,7 @@ EXPECTED_ALL = [
     "StreamInterruptedError",
     "TrainingConfig",
     "__version__",
+    "collect",
     "fit",
     "read_logs",
     "split_queries",
