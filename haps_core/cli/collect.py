@@ -55,6 +55,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     )
     p.add_argument("--train", default=None, metavar="DIR", help="then train a router on the log, saved here")
     p.add_argument("--epochs", type=int, default=60, help="training epochs with --train")
+    p.add_argument("--members", type=int, default=None, help="ensemble members with --train (default 5)")
     p.add_argument("--device", default="auto", help="training device with --train")
     p.set_defaults(func=cmd_collect)
 
@@ -102,10 +103,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print("haps collect: error: no cell was collected (see the failures above)", file=sys.stderr)
         return 2
     if args.train is not None:
+        from haps_core.model import RouterConfig
         from haps_core.training import TrainingConfig, fit
 
+        if args.members is not None and args.members < 1:
+            msg = f"`--members` must be an integer >= 1, got {args.members}"
+            raise UsageError(msg)
         router = fit(
             read_collected(result.output),
+            router_config=None if args.members is None else RouterConfig(members=args.members),
             training_config=TrainingConfig(epochs=args.epochs, seed=args.seed, device=args.device),
             device=args.device,
         )

@@ -38,6 +38,8 @@ def test_issue16_cli_collect_then_train(tmp_path, capsys):
         str(router_dir),
         "--epochs",
         "2",
+        "--members",
+        "1",
         "--device",
         "cpu",
     ]
