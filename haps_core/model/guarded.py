@@ -123,18 +123,28 @@ def _apply_ood(
         )
     n_alt = int(kw["n_alternatives"])
     cap = kw.get("max_cost_per_query")
-    forced = route_from_predictions(
-        router.space, quality[rows], cost[rows], cost_weight=lam, max_cost_per_query=cap,
-        allowed=target, n_alternatives=n_alt,
-    )  # fmt: skip
+    default = ood_action is None and router.ood_action is None
     out = list(decisions)
-    for r, new in zip(rows.tolist(), forced, strict=True):
+    for r in rows.tolist():
+        mine = target
+        if default and cap is not None:  # the best single action that fits the hard cap, if any
+            fits = cost[r] <= cap if pool is None else (cost[r] <= cap) & pool
+            if fits.any():
+                mine = ood_actions(router, None, lam, fits)
+        (new,) = route_from_predictions(
+            router.space, quality[r : r + 1], cost[r : r + 1], cost_weight=lam,
+            max_cost_per_query=cap, allowed=mine, n_alternatives=n_alt,
+        )  # fmt: skip
         own = decisions[r]
         first = Alternative(
             own.backend, own.parameters, own.predicted_quality, own.predicted_cost, own.action_index
         )
-        alts = [a for a in (first, *own.alternatives) if a.action_index != new.action_index][:n_alt]
-        out[r] = dataclasses.replace(new, alternatives=tuple(alts))
+        alts = [
+            a
+            for a in (first, *own.alternatives)
+            if a.action_index != new.action_index and (cap is None or a.predicted_cost <= cap)
+        ]
+        out[r] = dataclasses.replace(new, alternatives=tuple(alts[:n_alt]))
     return out
 
 

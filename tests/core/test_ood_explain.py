@@ -157,7 +157,18 @@ def test_issue15_checkpoint_round_trip_and_old_checkpoints(bench, tmp_path):
     assert [d.to_dict() for d in loaded.route(texts, 20.0)] == [
         d.to_dict() for d in router.route(texts, 20.0)
     ]
-    old = HAPSRouter.from_pretrained("haps-default")  # saved before the statistics
+    # a checkpoint saved before the statistics existed: without their tensors and config key
+    from safetensors.torch import load_file, save_file
+
+    legacy = router.save_pretrained(tmp_path / "legacy")
+    tensors = load_file(legacy / "model.safetensors")
+    for name in ("ood_bank", "ood_observed", "sample_scores", "action_stats"):
+        del tensors[name]
+    save_file(tensors, legacy / "model.safetensors")
+    config = json.loads((legacy / "config.json").read_text())
+    del config["ood"]
+    (legacy / "config.json").write_text(json.dumps(config))
+    old = HAPSRouter.from_pretrained(legacy)
     assert old.ood_stats is None and len(old.ood_bank) == 0
     assert "ood" not in old.route([EXAM])[0].to_dict()
     out = tmp_path / "d.jsonl"
@@ -181,3 +192,12 @@ def test_issue15_default_ood_action_is_the_best_single_action_of_the_callers_poo
         if d.ood:
             mask = np.array([a.backend in pool for a in router.space.actions])
             assert ood_actions(router, None, 0.0, mask)[d.action_index]
+
+
+def test_issue15_the_shipped_router_ships_its_ood_statistics():
+    """The checkpoint itself (no fit_ood in memory): chat and coding flagged, exam queries not."""
+    router = HAPSRouter.from_pretrained("haps-default")
+    router.attach_encoder(CachedEncoder(router.encoder, default_cache_dir() / "embeddings"))
+    assert router.ood_stats is not None
+    assert sum(d.ood for d in router.route(CHAT_AND_CODE, cost_weight=0.0)) >= 18
+    assert not router.route([EXAM], cost_weight=0.0)[0].ood
