@@ -29,6 +29,7 @@ from haps_core.dispatch.routing import (
 from haps_core.dispatch.settings import Costs, RetryPolicy, check_router
 from haps_core.dispatch.stream import ChunkRules, Relay, anext_or_none
 from haps_core.errors import RoutingError
+from haps_core.feedback.recorder import Recorder, recording
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Plan(Generic[In]):
     input: In
     max_cost: float | None
     target_mean_cost: float | None = None
+    text: str | None = None  # the text routed on (what a decision record keeps)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class RoutedCaller(Generic[B, In]):
         labels: how pool errors name one model and the models the catalog lacks (`check_pool`).
         sent_text: the text of everything an input sends (history, system and context too):
             what its input cost is counted on; default: the text routed on.
+        recorder: writes one decision record per call (`haps_core.feedback.Recorder`); None: none.
     """
 
     def __init__(
@@ -191,6 +194,7 @@ class RoutedCaller(Generic[B, In]):
         details: Mapping[str, str],
         labels: tuple[str, str],
         sent_text: Callable[[In], str] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         check_router(router)
         check_pool(router.space.backend_names, backends, *labels)
@@ -204,6 +208,7 @@ class RoutedCaller(Generic[B, In]):
         self.cost_names = cost_names
         self.details = dict(details)
         self.sent_text = sent_text
+        self.recorder = recorder
         kinds = {name: type(backend).__name__ for name, backend in self.backends.items()}
         warn_unreachable(self.check(), kinds, "check_backends")
 
@@ -258,8 +263,8 @@ class RoutedCaller(Generic[B, In]):
                 for i, *_ in members:
                     out[i] = exc
                 continue
-            for (i, value, *_), decision in zip(members, decisions):
-                out[i] = Plan(decision, value, costs[1], costs[2])
+            for (i, value, text, _), decision in zip(members, decisions):
+                out[i] = Plan(decision, value, costs[1], costs[2], text)
         return out  # type: ignore[return-value]  # every input got a plan or an exception
 
     def plan(self, raw: Any, read: Read[In], requested: tuple[Any, ...], instance: Costs) -> Plan[In]:
@@ -294,12 +299,8 @@ class RoutedCaller(Generic[B, In]):
         """The decision record (`decision_record`), with this caller's ``pinned`` parameters."""
         served = served_candidate(plan.decision, attempts)
         if served.action_index != plan.decision.action_index:
-            logger.info(
-                "HAPS fell back from %r to %r after %d attempt(s)",
-                plan.decision.backend,
-                served.backend,
-                len(attempts),
-            )
+            fell = (plan.decision.backend, served.backend, len(attempts))
+            logger.info("HAPS fell back from %r to %r after %d attempt(s)", *fell)
         return decision_record(
             plan.decision,
             served,
@@ -320,8 +321,10 @@ class RoutedCaller(Generic[B, In]):
             prepared = self.prepare(cand, plan, n)
             return prepared, send(cand, prepared)
 
-        (prepared, output), attempts = call_with_fallback(plan.decision, attempt, **_loop(policy))
-        return Answer(output, self.record(plan, prepared, attempts), attempts)
+        with recording(self.recorder, plan) as rec:
+            (prepared, output), attempts = call_with_fallback(plan.decision, attempt, **_loop(policy))
+            rec.served(answer := Answer(output, self.record(plan, prepared, attempts), attempts))
+        return answer
 
     async def acall(
         self,
@@ -335,8 +338,10 @@ class RoutedCaller(Generic[B, In]):
             prepared = self.prepare(cand, plan, n)
             return prepared, await send(cand, prepared)
 
-        (prepared, output), attempts = await acall_with_fallback(plan.decision, attempt, **_loop(policy))
-        return Answer(output, self.record(plan, prepared, attempts), attempts)
+        with recording(self.recorder, plan) as rec:
+            (prepared, output), attempts = await acall_with_fallback(plan.decision, attempt, **_loop(policy))
+            rec.served(answer := Answer(output, self.record(plan, prepared, attempts), attempts))
+        return answer
 
     def stream(
         self,
@@ -389,9 +394,6 @@ class RoutedCaller(Generic[B, In]):
 
 
 def _loop(policy: RetryPolicy) -> dict[str, Any]:
-    return {
-        "max_attempts_per_backend": policy.max_attempts,
-        "max_backends": policy.max_backends,
-        "wait": policy.wait,
-        "call_timeout": policy.call_timeout,
-    }
+    names = {"max_attempts_per_backend": "max_attempts", "max_backends": "max_backends"}
+    names.update(wait="wait", call_timeout="call_timeout")
+    return {loop: getattr(policy, name) for loop, name in names.items()}

@@ -30,6 +30,7 @@ from haps_core.dispatch import (
     pin_backend,
     pop_haps_keys,
 )
+from haps_core.feedback.recorder import FeedbackMixin, recorder_for
 from haps_integrations.langchain.messages import add_chunks, as_message, extract_query_text, with_haps
 from haps_integrations.langchain.params import async_sender, langchain_caller, leaf_call, sender
 
@@ -88,7 +89,7 @@ def _chat_result(answer: Answer[Any]) -> ChatResult:
     return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-class ChatHAPS(RoutingSettings, BaseChatModel):
+class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
     """HAPS routing as a LangChain chat model.
 
     Every call is routed: the router picks a backend chat model and its parameters
@@ -182,6 +183,8 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
     """Whether to stream from the backend even on ``invoke``."""
     forwards_kwargs: list[str] = Field(default_factory=list)
     """Backends whose invoke forwards unknown keyword arguments into the model request."""
+    store: Any = Field(default=None, exclude=True)
+    """Where decision records go (`HAPSRunnable`'s ``store``); None: nowhere."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -205,6 +208,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         self._caller = langchain_caller(
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, names, pinned
         )
+        self._caller.recorder = recorder_for(self.store, self.router.space, "ChatHAPS")
         return self
 
     @property

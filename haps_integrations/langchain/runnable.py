@@ -33,6 +33,7 @@ from haps_core.dispatch import (
     RoutingSettings,
     pop_haps_keys,
 )
+from haps_core.feedback.recorder import FeedbackMixin, recorder_for
 from haps_integrations.langchain.messages import RUNNABLE_CHUNKS, as_message, read_input, with_haps
 from haps_integrations.langchain.params import async_sender, child_run, langchain_caller, sender
 
@@ -49,7 +50,7 @@ def _requested(config: RunnableConfig) -> tuple[Any, Any, Any]:
     return pop_haps_keys(dict(config.get("configurable") or {}), "configurable")
 
 
-class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, BaseMessage]):
+class HAPSRunnable(FeedbackMixin, RoutingSettings, RunnableSerializable[LanguageModelInput, BaseMessage]):
     """Routes each call to the best backend and parameters for the query, then calls it.
 
     Args:
@@ -80,6 +81,10 @@ class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, Bas
             `haps_core.errors.CallTimeoutError`, a transient error (retried, then fallen back
             from). Prefer the backend's own request timeout where it has one; this bounds the
             backends that have none, or ignore it.
+        store: where each call's decision record goes (`haps_core.feedback.open_store`: a
+            ``.db``/``.sqlite`` path, a SQLAlchemy URL, a ``.jsonl`` path, a callable or a
+            `Store`); None (default): nothing is recorded. With a store, the ``haps`` metadata
+            carries ``decision_id`` and `feedback` attaches an outcome to it.
 
     Example:
         .. code-block:: python
@@ -108,6 +113,7 @@ class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, Bas
     forwards_kwargs: list[str] = Field(
         default_factory=list, description="Backends whose invoke forwards unknown kwargs into the request."
     )
+    store: Any = Field(default=None, exclude=True, description="Where decision records go (None: nowhere).")
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -118,6 +124,7 @@ class HAPSRunnable(RoutingSettings, RunnableSerializable[LanguageModelInput, Bas
         self._caller = langchain_caller(
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, _CONFIGURABLE_NAMES
         )
+        self._caller.recorder = recorder_for(self.store, self.router.space, "HAPSRunnable")
         return self
 
     # -- public helpers --------------------------------------------------------------------

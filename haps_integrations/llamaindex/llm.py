@@ -41,6 +41,7 @@ from haps_core.dispatch import (
     async_or_thread,
     pop_haps_keys,
 )
+from haps_core.feedback.recorder import FeedbackMixin, recorder_for
 from haps_integrations.llamaindex.messages import (
     CHAT_CHUNKS,
     COMPLETION_CHUNKS,
@@ -73,7 +74,7 @@ def _deprecated(old: str, new: str) -> None:
     warnings.warn(msg, DeprecationWarning, stacklevel=3)
 
 
-class HAPSLLM(RoutingSettings, LLM):
+class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
     """HAPS routing as a LlamaIndex LLM: each call goes to the best backend and parameters.
 
     Args:
@@ -139,6 +140,7 @@ class HAPSLLM(RoutingSettings, LLM):
         default=None, exclude=True, description="messages -> the text the router scores."
     )
     model_name: str = Field(default="haps", description="The name reported in `metadata`.")
+    store: Any = Field(default=None, exclude=True, description="Where decision records go (None: nowhere).")
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -183,6 +185,7 @@ class HAPSLLM(RoutingSettings, LLM):
             details=DETAILS,
             labels=("an LLM", "LLMs not in the catalog"),
             sent_text=sent_text,
+            recorder=recorder_for(self.store, self.router.space, "HAPSLLM"),
         )
         listen_to_queries()
         return self
