@@ -1,4 +1,4 @@
-"""The `haps` command line: train, route, eval, push, collect (one module per command).
+"""The `haps` command line: train, route, eval, push, collect, feedback, logs (a module each).
 
 Every sub-command returns an exit code: 0 on success, 2 on bad input or another expected
 failure (one clear line on stderr, nothing half-written), 1 on an unexpected failure. The
@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from haps_core.cli import collect, evaluate, push, route, train
+from haps_core.cli import collect, evaluate, feedback, logs, push, route, train
 from haps_core.cli.io import UsageError
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"haps {_version()}")
     _add_verbosity(parser, "")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (train, route, push, evaluate, collect):  # the order `haps --help` lists them in
+    # the order `haps --help` lists them in
+    for command in (train, route, push, evaluate, collect, feedback, logs):
         command.add_parser(sub)
     for p in sub.choices.values():  # the same options after the sub-command: `haps route -v ...`
         _add_verbosity(p, "_sub")

@@ -13,6 +13,7 @@ require_extra("langchain_core", __name__, "LangChain (langchain-core)", "langcha
 from haps_core.dispatch import COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY
 from haps_integrations.langchain.chat_model import ChatHAPS
 from haps_integrations.langchain.collect import collect_backend
+from haps_integrations.langchain.feedback import HAPSFeedbackHandler
 from haps_integrations.langchain.messages import apply_system_message, extract_query_text, to_messages
 from haps_integrations.langchain.params import MECHANISMS
 from haps_integrations.langchain.runnable import HAPSRunnable
@@ -23,6 +24,7 @@ __all__ = [
     "MECHANISMS",
     "TARGET_MEAN_KEY",
     "ChatHAPS",
+    "HAPSFeedbackHandler",
     "HAPSRunnable",
     "apply_system_message",
     "collect_backend",
