@@ -18,12 +18,12 @@ from tests.helpers.tiny_models import make_tiny_bert
 QUESTIONS = [f"{'a hard' if i % 2 else 'an easy'} question number {i}" for i in range(40)]
 
 
-def _served(tmp_path, n=len(QUESTIONS)):
+def _served(tmp_path, n=None):
     """Routes ``n`` questions at two cost weights through a RecordingRouter; feedback on each."""
     store = open_store(tmp_path / "records.db")
     router = RecordingRouter(FakeRouter(), store)
     ids = []
-    for i, text in enumerate(QUESTIONS[:n]):
+    for i, text in enumerate(QUESTIONS if n is None else QUESTIONS[:n]):
         (decision,) = router.route([text], cost_weight=0.0 if i % 4 < 2 else 100.0)
         ids.append(decision_id_of(decision))
         router.feedback(ids[-1], 0.0 if decision.backend == "small" and "hard" in text else 1.0)
