@@ -138,13 +138,14 @@ def recording(recorder: Recorder | None, plan: Any) -> Iterator[_Recording]:
         raise
 
 
-def recorder_for(store: Any, space: Any, source: str) -> Recorder | None:
-    """The recorder of an integration's ``store=`` setting (None: no store, nothing recorded)."""
+def recorder_for(store: Any, router: Any, source: str) -> Recorder | None:
+    """The recorder of an integration's ``store=`` setting over ``router`` (whose catalog prices
+    give actual costs); None: no store, nothing recorded."""
     if store is None:
         return None
     if isinstance(store, Recorder):
         return store
-    return Recorder(store, space, source)
+    return Recorder(store, getattr(router, "space", None), source)
 
 
 def need_recorder(recorder: Recorder | None, owner: str) -> Recorder:

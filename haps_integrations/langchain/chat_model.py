@@ -208,7 +208,7 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
         self._caller = langchain_caller(
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, names, pinned
         )
-        self._caller.recorder = recorder_for(self.store, self.router.space, "ChatHAPS")
+        self._caller.recorder = recorder_for(self.store, self.router, "ChatHAPS")
         return self
 
     @property

@@ -124,7 +124,7 @@ class HAPSRunnable(FeedbackMixin, RoutingSettings, RunnableSerializable[Language
         self._caller = langchain_caller(
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, _CONFIGURABLE_NAMES
         )
-        self._caller.recorder = recorder_for(self.store, self.router.space, "HAPSRunnable")
+        self._caller.recorder = recorder_for(self.store, self.router, "HAPSRunnable")
         return self
 
     # -- public helpers --------------------------------------------------------------------

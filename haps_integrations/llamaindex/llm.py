@@ -185,7 +185,7 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
             details=DETAILS,
             labels=("an LLM", "LLMs not in the catalog"),
             sent_text=sent_text,
-            recorder=recorder_for(self.store, self.router.space, "HAPSLLM"),
+            recorder=recorder_for(self.store, self.router, "HAPSLLM"),
         )
         listen_to_queries()
         return self
