@@ -109,10 +109,11 @@ def usage_of(output: Any) -> tuple[float | None, float | None]:
 
     Reads LangChain's ``usage_metadata`` (``input_tokens``/``output_tokens``), an OpenAI-style
     ``usage`` (``prompt_tokens``/``completion_tokens``) on the output or its ``raw``, in that order.
-    A stream's first ``(chunk, iterator)`` pair is read through its chunk.
+    A stream (its first ``(chunk, iterator)`` pair) reports none: its record is written when
+    the first chunk arrives, before the usage is known.
     """
-    if isinstance(output, tuple) and output:
-        output = output[0]
+    if isinstance(output, tuple):
+        return None, None
     sources = [_get(output, "usage_metadata"), _get(output, "usage")]
     raw = _get(output, "raw")
     if raw is not None:
@@ -128,9 +129,10 @@ def usage_of(output: Any) -> tuple[float | None, float | None]:
 
 
 def text_of(output: Any) -> str | None:
-    """The reply text of ``output`` (a string, ``.content``, ``.message.content``, ``.text``), or None."""
-    if isinstance(output, tuple) and output:
-        output = output[0]
+    """The reply text of ``output`` (a string, ``.content``, ``.message.content``, ``.text``), or None
+    (also for a stream, whose record is written at its first chunk)."""
+    if isinstance(output, tuple):
+        return None
     if isinstance(output, str):
         return output
     for path in (("content",), ("message", "content"), ("text",)):

@@ -121,3 +121,17 @@ def test_issue17_store_text_false_keeps_hashes(tmp_path):
     haps.flush_records()
     (record,) = store.records()
     assert record.query is None and record.response is None and len(record.query_hash) == 64
+
+
+async def test_issue17_a_stream_is_recorded_once_with_its_id_on_the_first_chunk(tmp_path):
+    backends = {t: EchoChatModel(tag=t) for t in ("large", "small")}
+    haps = HAPSRunnable(
+        router=FakeRouter(), backends=backends, retry_wait=wait_none(), store=tmp_path / "s.db"
+    )
+    chunks = list(haps.stream("a hard question"))
+    achunks = [c async for c in haps.astream("an easy question")]
+    haps.flush_records()
+    records = haps._caller.recorder.store.records()
+    ids = [c.response_metadata["haps"]["decision_id"] for c in (chunks[0], achunks[0])]
+    assert [r.decision_id for r in records] == ids
+    assert all(r.status == "ok" and r.n_attempts == 1 and r.response is None for r in records)
