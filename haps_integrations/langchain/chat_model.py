@@ -6,7 +6,7 @@ child run here (use `HAPSRunnable` for that); the decision is in ``response_meta
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -14,7 +14,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
@@ -22,8 +22,6 @@ from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
     TARGET_MEAN_KEY,
-    Answer,
-    ChunkRules,
     Plan,
     RoutedCaller,
     RoutingSettings,
@@ -31,14 +29,13 @@ from haps_core.dispatch import (
     pop_haps_keys,
 )
 from haps_core.dispatch.turns import apply_stickiness
+from haps_integrations.langchain.chat_output import chat_result, chunk_rules, closing_chunk
 from haps_integrations.langchain.messages import (
-    add_chunks,
-    as_message,
     extract_query_text,
     sent_text,
-    with_haps,
 )
 from haps_integrations.langchain.params import async_sender, langchain_caller, leaf_call, sender
+from haps_integrations.langchain.structured import structured_output
 from haps_integrations.langchain.tools import bind_pool, read_turn, unbound
 
 logger = logging.getLogger(__name__)
@@ -60,44 +57,6 @@ def _with_configurable(config: RunnableConfig | None, kwargs: dict[str, Any]) ->
     configurable = (config or {}).get("configurable") or {}
     keys = {k: v for k, v in configurable.items() if isinstance(k, str) and k.startswith("haps_")}
     return {**keys, **kwargs}
-
-
-def _mark_last(chunk: AIMessageChunk) -> AIMessageChunk:
-    """Marks the stream's final chunk (``chunk_position="last"``) so aggregators finalise it."""
-    return chunk if chunk.chunk_position else chunk.model_copy(update={"chunk_position": "last"})
-
-
-def _empty_like(chunk: Any) -> Any:
-    return "" if isinstance(chunk.content, str) else []
-
-
-def _closing_chunk(last: Any, partial: Any, backend: str) -> Iterator[ChatGenerationChunk]:
-    """An empty final chunk when the stream needs one: unmarked last chunk, or no model name."""
-    named = bool(getattr(partial, "response_metadata", {}).get("model_name"))
-    if getattr(last, "chunk_position", None) != "last" or not named:
-        extra = {} if named else {"model_name": backend}
-        chunk = AIMessageChunk(content=_empty_like(last), response_metadata=extra)
-        yield ChatGenerationChunk(message=_mark_last(chunk))
-
-
-def _chunks(turn: dict[str, Any]) -> ChunkRules:
-    """Chat-model streams: this run's message ids, the decision (with its ``turn`` entry) on the
-    first chunk (or the only one)."""
-    full: Callable[[dict[str, Any]], dict[str, Any]] = lambda record: {**record, "turn": turn}  # noqa: E731
-    return ChunkRules(
-        first=lambda chunk, record: with_haps(chunk, full(record), clear_id=True),
-        each=lambda chunk, _: chunk.model_copy(update={"id": None}),
-        add=add_chunks,
-        empty=lambda record: _mark_last(AIMessageChunk(content="", response_metadata={"haps": full(record)})),
-    )
-
-
-def _chat_result(answer: Answer[Any], turn: dict[str, Any]) -> ChatResult:
-    """A backend's output as this chat model's result (this run's id, the decision attached)."""
-    message = as_message(answer.output)
-    record = {**answer.record, "turn": turn}
-    message = with_haps(message, record, clear_id=True, model_name=answer.attempts[-1].backend)
-    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 class ChatHAPS(RoutingSettings, BaseChatModel):
@@ -271,10 +230,27 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         """
         ls_keys = {k: kwargs.pop(k) for k in ("ls_structured_output_format",) if k in kwargs}
         pool = bind_pool(self.router, self.backends, tools, tool_choice, kwargs)
+        return self.with_backends(pool).bind(**ls_keys)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: str = "function_calling",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers in ``schema``: ``method="function_calling"`` through the tool-capable backends
+        (`bind_tools`), ``"json_mode"`` / ``"json_schema"`` through the structured-output-capable
+        ones, each by its own ``with_structured_output`` (`haps_integrations.langchain.structured`).
+        """
+        return structured_output(self, schema, method, include_raw, kwargs)
+
+    def with_backends(self, backends: dict[str, Any]) -> "ChatHAPS":
+        """This chat model (same router and settings) over another pool of ``backends``."""
         fields = {name: getattr(self, name) for name in self.model_fields_set if name != "backends"}
-        fields["forwards_kwargs"] = [name for name in self.forwards_kwargs if name in pool]
-        clone = type(self)(backends=pool, **fields)
-        return clone.bind(**ls_keys)
+        fields["forwards_kwargs"] = [name for name in self.forwards_kwargs if name in backends]
+        return type(self)(backends=backends, **fields)
 
     # -- the configurable keys: read here, since a chat model's _generate never sees the config --
     def invoke(
@@ -351,7 +327,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         plan, kwargs = self._plan(messages, kwargs)
         turn = kwargs.pop("_haps_turn")
         send = unbound(sender(leaf_call(stop or self.stop, kwargs), "invoke"))
-        return _chat_result(self._caller.call(plan, send, self._retry_policy()), turn)
+        return chat_result(self._caller.call(plan, send, self._retry_policy()), turn)
 
     async def _agenerate(
         self,
@@ -363,7 +339,7 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         plan, kwargs = await asyncio.to_thread(self._plan, messages, kwargs)  # router off the loop
         turn = kwargs.pop("_haps_turn")
         send = unbound(async_sender(leaf_call(stop or self.stop, kwargs)))
-        return _chat_result(await self._caller.acall(plan, send, self._retry_policy()), turn)
+        return chat_result(await self._caller.acall(plan, send, self._retry_policy()), turn)
 
     def _stream(
         self,
@@ -375,11 +351,11 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         plan, kwargs = self._plan(messages, kwargs)
         turn = kwargs.pop("_haps_turn")
         send = unbound(sender(leaf_call(stop or self.stop, kwargs), "stream"))
-        relay = self._caller.stream(plan, send, self._retry_policy(), _chunks(turn))
+        relay = self._caller.stream(plan, send, self._retry_policy(), chunk_rules(turn))
         for chunk in relay.chunks():
             yield ChatGenerationChunk(message=chunk)
         if relay.first is not None:
-            yield from _closing_chunk(relay.last, relay.partial, relay.backend)
+            yield from closing_chunk(relay.last, relay.partial, relay.backend)
 
     async def _astream(
         self,
@@ -391,9 +367,9 @@ class ChatHAPS(RoutingSettings, BaseChatModel):
         plan, kwargs = await asyncio.to_thread(self._plan, messages, kwargs)  # router off the loop
         turn = kwargs.pop("_haps_turn")
         send = unbound(sender(leaf_call(stop or self.stop, kwargs), "astream"))
-        relay = await self._caller.astream(plan, send, self._retry_policy(), _chunks(turn))
+        relay = await self._caller.astream(plan, send, self._retry_policy(), chunk_rules(turn))
         async for chunk in relay.achunks():
             yield ChatGenerationChunk(message=chunk)
         if relay.first is not None:
-            for closing in _closing_chunk(relay.last, relay.partial, relay.backend):
+            for closing in closing_chunk(relay.last, relay.partial, relay.backend):
                 yield closing

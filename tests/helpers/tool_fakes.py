@@ -15,7 +15,8 @@ fixed, readable policy instead of a model:
   it answers ``"<tag>: <last human text>"``.
 
 `PlainFake` is the same model without ``bind_tools`` (a backend that cannot call tools). Every call
-is appended to the shared ``calls`` list (tag, number of messages, tool names bound).
+is appended to the shared ``calls`` list (tag, the messages received, tool names bound); ``errors``
+are raised one per call before answering.
 """
 
 import json
@@ -57,6 +58,8 @@ class PlainFake(BaseChatModel):
 
     tag: str
     calls: list[dict[str, Any]] = Field(default_factory=list)
+    errors: list[Exception] = Field(default_factory=list)
+    """Raised one per call (shared with per-call copies) before the model answers."""
     temperature: float | None = None
 
     @property
@@ -75,9 +78,10 @@ class PlainFake(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         tools = kwargs.get("tools") or []
-        self.calls.append(
-            {"tag": self.tag, "messages": len(messages), "tools": [t["function"]["name"] for t in tools]}
-        )
+        names = [t["function"]["name"] for t in tools]
+        self.calls.append({"tag": self.tag, "messages": list(messages), "tools": names})
+        if self.errors:
+            raise self.errors.pop(0)
         message = self._reply(messages, tools, kwargs.get("tool_choice"))
         message.response_metadata["model_name"] = self.tag
         return ChatResult(generations=[ChatGeneration(message=message)])
