@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from haps_core.capabilities import Capabilities
+
 logger = logging.getLogger(__name__)
 
 ParamValue = str | float | int | bool
@@ -92,12 +94,14 @@ class Backend:
         grid: the parameter grid, as ``((param, (value, ...)), ...)``: every value of every
             parameter the backend accepts. A backend that ignores temperature (a reasoning model,
             say) simply has no ``temperature`` entry.
+        capabilities: what it supports (`Capabilities`; unknown by default, as old checkpoints).
     """
 
     name: str
     input_price: float = 0.0
     output_price: float = 0.0
     grid: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "Backend.name")
@@ -125,12 +129,11 @@ class Backend:
         return (input_tokens * self.input_price + output_tokens * self.output_price) / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "input_price": self.input_price,
-            "output_price": self.output_price,
-            "parameters": {k: list(v) for k, v in self.grid},
-        }
+        out = {"name": self.name, "input_price": self.input_price, "output_price": self.output_price}
+        out["parameters"] = {k: list(v) for k, v in self.grid}
+        if self.capabilities.known:  # only when declared: old catalogs serialise unchanged
+            out["capabilities"] = self.capabilities.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Backend":
@@ -140,6 +143,7 @@ class Backend:
             input_price=float(data.get("input_price", 0.0)),
             output_price=float(data.get("output_price", 0.0)),
             grid=tuple((k, tuple(v)) for k, v in params.items()),
+            capabilities=Capabilities.from_dict(data.get("capabilities")),
         )
 
 

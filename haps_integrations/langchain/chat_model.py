@@ -6,7 +6,7 @@ child run here (use `HAPSRunnable` for that); the decision is in ``response_meta
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -14,25 +14,30 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from haps_core.dispatch import (
     COST_WEIGHT_KEY,
     MAX_COST_KEY,
     TARGET_MEAN_KEY,
-    Answer,
-    ChunkRules,
     Plan,
     RoutedCaller,
     RoutingSettings,
     pin_backend,
     pop_haps_keys,
 )
+from haps_core.dispatch.turns import apply_stickiness
 from haps_core.feedback.recorder import FeedbackMixin, recorder_for
-from haps_integrations.langchain.messages import add_chunks, as_message, extract_query_text, with_haps
+from haps_integrations.langchain.chat_output import chat_result, chunk_rules, closing_chunk
+from haps_integrations.langchain.messages import (
+    extract_query_text,
+    sent_text,
+)
 from haps_integrations.langchain.params import async_sender, langchain_caller, leaf_call, sender
+from haps_integrations.langchain.structured import structured_output
+from haps_integrations.langchain.tools import bind_pool, read_turn, unbound
 
 logger = logging.getLogger(__name__)
 
@@ -53,40 +58,6 @@ def _with_configurable(config: RunnableConfig | None, kwargs: dict[str, Any]) ->
     configurable = (config or {}).get("configurable") or {}
     keys = {k: v for k, v in configurable.items() if isinstance(k, str) and k.startswith("haps_")}
     return {**keys, **kwargs}
-
-
-def _mark_last(chunk: AIMessageChunk) -> AIMessageChunk:
-    """Marks the stream's final chunk (``chunk_position="last"``) so aggregators finalise it."""
-    return chunk if chunk.chunk_position else chunk.model_copy(update={"chunk_position": "last"})
-
-
-def _empty_like(chunk: Any) -> Any:
-    return "" if isinstance(chunk.content, str) else []
-
-
-def _closing_chunk(last: Any, partial: Any, backend: str) -> Iterator[ChatGenerationChunk]:
-    """An empty final chunk when the stream needs one: unmarked last chunk, or no model name."""
-    named = bool(getattr(partial, "response_metadata", {}).get("model_name"))
-    if getattr(last, "chunk_position", None) != "last" or not named:
-        extra = {} if named else {"model_name": backend}
-        chunk = AIMessageChunk(content=_empty_like(last), response_metadata=extra)
-        yield ChatGenerationChunk(message=_mark_last(chunk))
-
-
-_CHUNKS = ChunkRules(
-    first=lambda chunk, record: with_haps(chunk, record, clear_id=True),
-    each=lambda chunk, _: chunk.model_copy(update={"id": None}),
-    add=add_chunks,
-    empty=lambda record: _mark_last(AIMessageChunk(content="", response_metadata={"haps": record})),
-)
-"""Chat-model streams: this run's message ids, the decision on the first chunk (or the only one)."""
-
-
-def _chat_result(answer: Answer[Any]) -> ChatResult:
-    """A backend's output as this chat model's result (this run's id, the decision attached)."""
-    message = as_message(answer.output)
-    message = with_haps(message, answer.record, clear_id=True, model_name=answer.attempts[-1].backend)
-    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
@@ -185,6 +156,9 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
     """Backends whose invoke forwards unknown keyword arguments into the model request."""
     store: Any = Field(default=None, exclude=True)
     """Where decision records go (`HAPSRunnable`'s ``store``); None: nowhere."""
+    sticky: bool = True
+    """Within one agent run (a call whose trailing messages are tool calls and results of one
+    loop) keep the backend that served the loop, falling back only if it fails."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -241,6 +215,46 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
     def check_backends(self) -> dict[str, dict[str, dict[str, Any]]]:
         """See `HAPSRunnable.check_backends` (pinned parameters are included)."""
         return self._caller.check()
+
+    # -- tools and structured output -------------------------------------------------------
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """This router over the tool-capable backends only, each with ``tools`` bound by its own
+        ``bind_tools(tools, tool_choice=..., **kwargs)``.
+
+        Capabilities come from the catalog (`haps_core.capabilities.Capabilities`), unknown ones
+        from the backend objects (a chat model whose class overrides ``bind_tools`` can call
+        tools). Routing is among the capable backends only; tool-call messages and tool results
+        pass through unchanged.
+
+        Raises:
+            ValueError: no backend in the pool can call tools (the message names every backend
+                and its capabilities).
+        """
+        ls_keys = {k: kwargs.pop(k) for k in ("ls_structured_output_format",) if k in kwargs}
+        pool = bind_pool(self.router, self.backends, tools, tool_choice, kwargs)
+        return self.with_backends(pool).bind(**ls_keys)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: str = "function_calling",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers in ``schema``: ``method="function_calling"`` through the tool-capable backends
+        (`bind_tools`), ``"json_mode"`` / ``"json_schema"`` through the structured-output-capable
+        ones, each by its own ``with_structured_output`` (`haps_integrations.langchain.structured`).
+        """
+        return structured_output(self, schema, method, include_raw, kwargs)
+
+    def with_backends(self, backends: dict[str, Any]) -> "ChatHAPS":
+        """This chat model (same router and settings) over another pool of ``backends``."""
+        fields = {name: getattr(self, name) for name in self.model_fields_set if name != "backends"}
+        fields["forwards_kwargs"] = [name for name in self.forwards_kwargs if name in backends]
+        return type(self)(backends=backends, **fields)
 
     # -- the configurable keys: read here, since a chat model's _generate never sees the config --
     def invoke(
@@ -299,9 +313,13 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
         requested = pop_haps_keys(kwargs, "keyword argument / configurable")
         model = kwargs.pop("model", None)
         plan = self._caller.plan(messages, _read, requested, self._instance_costs())
+        turn = read_turn(messages, len(sent_text(messages)))
+        decision, entry = apply_stickiness(plan.decision, turn, self.sticky, self.backends)
         if model is not None and model != self.model_name:
-            plan = replace(plan, decision=pin_backend(plan.decision, model, sorted(self.backends)))
-        return plan, kwargs
+            decision = pin_backend(decision, model, sorted(self.backends))
+            entry.update(sticky=False, reason=f"model={model!r} pins the backend")
+        kwargs["_haps_turn"] = entry
+        return replace(plan, decision=decision), kwargs
 
     def _generate(
         self,
@@ -311,8 +329,9 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         plan, kwargs = self._plan(messages, kwargs)
-        send = sender(leaf_call(stop or self.stop, kwargs), "invoke")
-        return _chat_result(self._caller.call(plan, send, self._retry_policy()))
+        turn = kwargs.pop("_haps_turn")
+        send = unbound(sender(leaf_call(stop or self.stop, kwargs), "invoke"))
+        return chat_result(self._caller.call(plan, send, self._retry_policy()), turn)
 
     async def _agenerate(
         self,
@@ -322,8 +341,9 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         plan, kwargs = await asyncio.to_thread(self._plan, messages, kwargs)  # router off the loop
-        send = async_sender(leaf_call(stop or self.stop, kwargs))
-        return _chat_result(await self._caller.acall(plan, send, self._retry_policy()))
+        turn = kwargs.pop("_haps_turn")
+        send = unbound(async_sender(leaf_call(stop or self.stop, kwargs)))
+        return chat_result(await self._caller.acall(plan, send, self._retry_policy()), turn)
 
     def _stream(
         self,
@@ -333,12 +353,13 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         plan, kwargs = self._plan(messages, kwargs)
-        send = sender(leaf_call(stop or self.stop, kwargs), "stream")
-        relay = self._caller.stream(plan, send, self._retry_policy(), _CHUNKS)
+        turn = kwargs.pop("_haps_turn")
+        send = unbound(sender(leaf_call(stop or self.stop, kwargs), "stream"))
+        relay = self._caller.stream(plan, send, self._retry_policy(), chunk_rules(turn))
         for chunk in relay.chunks():
             yield ChatGenerationChunk(message=chunk)
         if relay.first is not None:
-            yield from _closing_chunk(relay.last, relay.partial, relay.backend)
+            yield from closing_chunk(relay.last, relay.partial, relay.backend)
 
     async def _astream(
         self,
@@ -348,10 +369,11 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         plan, kwargs = await asyncio.to_thread(self._plan, messages, kwargs)  # router off the loop
-        send = sender(leaf_call(stop or self.stop, kwargs), "astream")
-        relay = await self._caller.astream(plan, send, self._retry_policy(), _CHUNKS)
+        turn = kwargs.pop("_haps_turn")
+        send = unbound(sender(leaf_call(stop or self.stop, kwargs), "astream"))
+        relay = await self._caller.astream(plan, send, self._retry_policy(), chunk_rules(turn))
         async for chunk in relay.achunks():
             yield ChatGenerationChunk(message=chunk)
         if relay.first is not None:
-            for closing in _closing_chunk(relay.last, relay.partial, relay.backend):
+            for closing in closing_chunk(relay.last, relay.partial, relay.backend):
                 yield closing

@@ -23,6 +23,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import TokenAsyncGen, TokenGen
@@ -41,7 +42,9 @@ from haps_core.dispatch import (
     async_or_thread,
     pop_haps_keys,
 )
+from haps_core.dispatch.turns import apply_stickiness
 from haps_core.feedback.recorder import FeedbackMixin, recorder_for
+from haps_integrations.llamaindex.function_calling import FunctionCallingRouting
 from haps_integrations.llamaindex.messages import (
     CHAT_CHUNKS,
     COMPLETION_CHUNKS,
@@ -52,7 +55,7 @@ from haps_integrations.llamaindex.messages import (
     sent_text,
     with_haps,
 )
-from haps_integrations.llamaindex.params import DETAILS, apply_parameters
+from haps_integrations.llamaindex.params import DETAILS
 from haps_integrations.llamaindex.query import (
     current_question,
     current_selection,
@@ -60,6 +63,7 @@ from haps_integrations.llamaindex.query import (
     note_record,
     question_of,
 )
+from haps_integrations.llamaindex.tools import TurnPlan, apply_through, capabilities_of, read_turn
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def _deprecated(old: str, new: str) -> None:
     warnings.warn(msg, DeprecationWarning, stacklevel=3)
 
 
-class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
+class HAPSLLM(FeedbackMixin, FunctionCallingRouting, RoutingSettings, FunctionCallingLLM):
     """HAPS routing as a LlamaIndex LLM: each call goes to the best backend and parameters.
 
     Args:
@@ -94,31 +98,23 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
             The per-call keys are those of the LangChain integration's ``configurable``; an
             unknown ``haps_*`` kwarg is a `UserWarning` naming it and the allowed keys.
         prompt_styles: style name -> system-message text, overriding or extending the router's.
-        max_attempts: calls of one backend before falling back (transient errors only; a
-            permanent error such as a 401 falls back at once).
-        max_backends: how many distinct backends to try per call (None: all in the decision).
+        max_attempts, max_backends: as in the LangChain integration (retries, fallback).
         routing_text: ``messages -> str``, the text the router scores. Default: the user's
             question when the call comes from a templated prompt (``predict``/``stream``, as
             query engines call it) whose ``query_str`` variable is set, so the router does not
             score the retrieved context of a QA template; otherwise the last user message's
             text (`extract_query_text`; ``complete`` passes its prompt as one user message).
             Pass ``routing_text=extract_query_text`` to score the whole filled template.
-        retry_wait: tenacity wait strategy between retries (default: jittered exponential,
-            0.05 s to 2 s). Tests pass ``tenacity.wait_none()``.
-        call_timeout: seconds one backend call may take (for a stream: until its first chunk);
-            None (default): no limit. A call that takes longer fails with
-            `haps_core.errors.CallTimeoutError`, a transient error (retried, then fallen back
-            from).
+        retry_wait, call_timeout: as in the LangChain integration (tenacity wait; seconds a
+            backend call may take, a transient `haps_core.errors.CallTimeoutError` beyond).
         model_name: the name reported in ``metadata``.
 
-    Example:
-        .. code-block:: python
+    Example: ``Settings.llm = HAPSLLM(router=router, backends={"small": small, "large": large})``,
+    then ``index.as_query_engine().query("...")``. ``store=``: where decision records go
+    (`haps_core.feedback`; ``feedback(decision_id, score)`` attaches outcomes).
 
-            from llama_index.core import Settings
-            from haps_integrations.llamaindex import HAPSLLM
-
-            Settings.llm = HAPSLLM(router=router, backends={"small": small_llm, "large": large_llm})
-            response = index.as_query_engine().query("...")
+    Agents: it is a ``FunctionCallingLLM`` (`FunctionCallingRouting`): ``chat_with_tools`` routes
+    among the tool-capable backends; within a tool loop the backend sticks (``sticky``).
 
     Each response (``chat``, ``complete``, every streamed chunk) carries
     ``additional_kwargs["haps"]``: the decision (backend, ``parameters`` as sent, the router's
@@ -130,9 +126,8 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
 
     Under a ``RouterQueryEngine`` whose selector is a `HAPSSelector`, a HAPSLLM of the chosen
     tool's engine serves the selection (its backend and parameters, no second routing) when
-    that backend is in its pool; the record then has ``selected_by="HAPSSelector"``.
-
-    Other keyword arguments of a call are passed on to the backend's method unchanged.
+    that backend is in its pool; the record then has ``selected_by="HAPSSelector"``. Other
+    keyword arguments of a call are passed on to the backend's method unchanged.
     """
 
     backends: dict[str, LLM] = Field(exclude=True, description="Backend name -> LlamaIndex LLM.")
@@ -140,7 +135,8 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
         default=None, exclude=True, description="messages -> the text the router scores."
     )
     model_name: str = Field(default="haps", description="The name reported in `metadata`.")
-    store: Any = Field(default=None, exclude=True, description="Where decision records go (None: nowhere).")
+    store: Any = Field(default=None, exclude=True, description="Where decision records go.")
+    sticky: bool = Field(default=True, description="Keep a tool loop's backend within an agent run.")
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -178,7 +174,7 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
         self._caller = RoutedCaller(
             self.router,
             self.backends,
-            apply=lambda _, llm, params: apply_parameters(llm, params),
+            apply=lambda _, llm, params: apply_through(llm, params),
             restyle=restyle,
             prompt_styles=self.prompt_styles,
             cost_names=(COST_WEIGHT_KEY, MAX_COST_KEY, TARGET_MEAN_KEY),
@@ -209,7 +205,9 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
             context_window=_smallest(m.context_window for m in metas),
             num_output=_smallest(m.num_output for m in metas),
             is_chat_model=True,
-            is_function_calling_model=False,
+            is_function_calling_model=any(
+                capabilities_of(llm).tool_calling for llm in self.backends.values()
+            ),
             model_name=self.model_name,
         )
 
@@ -271,10 +269,15 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
             decision = selection.to_decision()
             others = tuple(a for a in decision.alternatives if a.backend in self.backends)
             return Plan(replace(decision, alternatives=others), query, None), rest
-        return self._caller.plan(query, self._read, requested, self._instance_costs()), rest
+        plan = self._caller.plan(query, self._read, requested, self._instance_costs())
+        turn = read_turn(as_messages(query), len(sent_text(query)))
+        decision, entry = apply_stickiness(plan.decision, turn, self.sticky, self.backends)
+        return TurnPlan(decision, plan.input, plan.max_cost, plan.target_mean_cost, turn=entry), rest
 
-    def _noted(self, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` (marked when a selection was served), noted for the query's ``Response``."""
+    def _noted(self, record: dict[str, Any], plan: Plan[Query]) -> dict[str, Any]:
+        """``record`` (marked when a selection was served; with its turn), noted for the query."""
+        if isinstance(plan, TurnPlan):
+            record["turn"] = plan.turn
         selection = current_selection()
         if selection is not None and selection.backend in self.backends:
             record["selected_by"] = "HAPSSelector"
@@ -286,7 +289,7 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
         answer = self._caller.call(
             plan, lambda _, p: getattr(p.backend, method)(p.input, **rest), self._retry_policy()
         )
-        return with_haps(answer.output, self._noted(answer.record))
+        return with_haps(answer.output, self._noted(answer.record, plan))
 
     async def _arespond(self, methods: tuple[str, str], query: Query, kwargs: Mapping[str, Any]) -> Any:
         """`_respond`, awaited: ``methods`` is (async method, sync one for a backend without it)."""
@@ -297,7 +300,7 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
             return await async_or_thread(lambda: acall(p.input, **rest), lambda: call(p.input, **rest))
 
         answer = await self._caller.acall(plan, send, self._retry_policy())
-        return with_haps(answer.output, self._noted(answer.record))
+        return with_haps(answer.output, self._noted(answer.record, plan))
 
     def _stream(
         self, method: str, query: Query, kwargs: Mapping[str, Any], rules: ChunkRules
@@ -306,7 +309,7 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
         relay = self._caller.stream(
             plan, lambda _, p: getattr(p.backend, method)(p.input, **rest), self._retry_policy(), rules
         )
-        self._noted(relay.record)
+        self._noted(relay.record, plan)
         return relay.chunks()
 
     async def _astream(
@@ -319,7 +322,7 @@ class HAPSLLM(FeedbackMixin, RoutingSettings, LLM):
             return astream_or_thread(lambda: astream(p.input, **rest), lambda: stream(p.input, **rest))
 
         relay = await self._caller.astream(plan, open_stream, self._retry_policy(), rules)
-        self._noted(relay.record)
+        self._noted(relay.record, plan)
         return relay.achunks()
 
     # -- templated prompts (query engines): route on the template's ``query_str`` ----------------
