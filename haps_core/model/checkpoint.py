@@ -154,6 +154,9 @@ def load_router_folder(
     if legacy:  # saved before the input side of cost was modelled: the head predicts all of it
         logger.info("%s predates input-cost modelling: its whole cost is predicted", weights)
         tensors = {**tensors, **{k: expected[k] for k in legacy}}
+    knn_only = [k for k in ood.MAHALANOBIS_TENSORS if k not in tensors and k in expected]
+    if knn_only:  # statistics saved before the Mahalanobis OOD score: the kNN score is used
+        tensors = {**tensors, **{k: expected[k] for k in knn_only}}
     if not any(k in tensors for k in ood.STATISTICS_TENSORS):  # saved before training statistics
         logger.info("%s has no training statistics: OOD detection and coverage are disabled", weights)
         tensors = {**tensors, **{k: expected[k] for k in ood.STATISTICS_TENSORS if k in expected}}

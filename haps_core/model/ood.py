@@ -3,9 +3,13 @@
 `fit_ood` stores, in the router's checkpoint, a bounded sample of its training queries in the
 router's input space (unit-length query embeddings), which actions each of them observed, the
 observed scores and texts of the first of them (for explanations), and per-action summaries of
-the training log. A query's OOD score is the mean cosine distance to its `k` nearest stored
-training queries; its threshold is a high quantile of the scores of training queries held out
-of the stored sample, so about ``1 - quantile`` of in-distribution queries are flagged.
+the training log. A query's OOD score is its Mahalanobis distance (squared) to the training
+queries' embeddings, under a covariance shrunk toward a multiple of the identity: it holds up on
+static (bag-of-tokens) embeddings, where the cosine distance to the nearest training queries
+separates chat from exam questions poorly. Checkpoints fitted with the older ``knn`` score (mean
+cosine distance to the `k` nearest stored queries) keep it. The threshold is a high quantile of
+the scores of training queries held out of the fit, so about ``1 - quantile`` of
+in-distribution queries are flagged.
 """
 
 import logging
@@ -24,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Tensors a checkpoint written before these statistics lacks (loaded empty: OOD disabled).
 STATISTICS_TENSORS = ("ood_bank", "ood_observed", "sample_scores", "action_stats")
+# ... and those of the Mahalanobis score, which a checkpoint with the ``knn`` score lacks.
+MAHALANOBIS_TENSORS = ("ood_mean", "ood_precision")
+OOD_METHODS = ("mahalanobis", "knn")
 SNIPPET_CHARS = 160
 
 
@@ -40,6 +47,8 @@ class OODStats:
             never the default OOD action, and named in the training warning.
         rare_actions: indices of those actions.
         sample_texts: snippets of the first stored training queries (explanations).
+        method: the OOD score, ``"mahalanobis"`` or ``"knn"`` (checkpoints before the former).
+        shrinkage: the Mahalanobis covariance's shrinkage toward the identity (0: none).
     """
 
     k: int
@@ -49,6 +58,8 @@ class OODStats:
     min_share: float
     rare_actions: list[int] = field(default_factory=list)
     sample_texts: list[str] = field(default_factory=list)
+    method: str = "knn"
+    shrinkage: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,10 +75,19 @@ class OODStats:
                 min_share=float(data["min_share"]),
                 rare_actions=[int(a) for a in data.get("rare_actions", [])],
                 sample_texts=[str(t) for t in data.get("sample_texts", [])],
+                method=_check_method(str(data.get("method", "knn"))),
+                shrinkage=float(data.get("shrinkage", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"invalid `ood` statistics in the checkpoint config: {exc}"
             raise ValueError(msg) from None
+
+
+def _check_method(method: str) -> str:
+    if method not in OOD_METHODS:
+        msg = f"`method` must be one of {list(OOD_METHODS)}, got {method!r}"
+        raise ValueError(msg)
+    return method
 
 
 def register_statistics_buffers(router: torch.nn.Module, embed_dim: int, n_actions: int) -> None:
@@ -76,11 +96,13 @@ def register_statistics_buffers(router: torch.nn.Module, embed_dim: int, n_actio
     router.register_buffer("ood_observed", torch.zeros(0, n_actions, dtype=torch.uint8))
     router.register_buffer("sample_scores", torch.zeros(0, n_actions))
     router.register_buffer("action_stats", torch.zeros(0, n_actions))  # [3, A] when fitted
+    router.register_buffer("ood_mean", torch.zeros(0, embed_dim))  # [1, D] (Mahalanobis)
+    router.register_buffer("ood_precision", torch.zeros(0, embed_dim))  # [D, D] (Mahalanobis)
 
 
 def resize_statistics_buffers(router: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     """Gives a freshly built router's statistics buffers the saved shapes (before loading)."""
-    for name in STATISTICS_TENSORS:
+    for name in STATISTICS_TENSORS + MAHALANOBIS_TENSORS:
         saved = tensors.get(name)
         if saved is not None and saved.dim() == 2:
             setattr(router, name, torch.zeros(saved.shape, dtype=getattr(router, name).dtype))
@@ -120,11 +142,31 @@ def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evide
     if stats is None or not len(router.ood_bank):
         return None
     bank = router.ood_bank.cpu().numpy()
-    idx, sim = neighbours(bank, unit_embeddings(router, features), stats.k)
-    score = 1.0 - sim.mean(axis=1)
+    emb = unit_embeddings(router, features)
+    idx, sim = neighbours(bank, emb, stats.k)
+    if stats.method == "mahalanobis" and len(router.ood_precision):
+        score = mahalanobis(emb, router.ood_mean.cpu().numpy(), router.ood_precision.cpu().numpy())
+    else:
+        score = 1.0 - sim.mean(axis=1)
     observed = router.ood_observed.cpu().numpy().astype(np.float64)
     coverage = observed[idx].mean(axis=1)
     return Evidence(score, score > stats.threshold, idx, sim, coverage)
+
+
+def mahalanobis(emb: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """[n] squared Mahalanobis distances of rows of `emb` to `mean` ([1, D]) under `precision`."""
+    d = emb.astype(np.float64) - mean.astype(np.float64)
+    return np.einsum("ij,jk,ik->i", d, precision.astype(np.float64), d)
+
+
+def gaussian_fit(emb: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [1, D] and precision [D, D] of `emb` under a covariance shrunk toward the identity:
+    ``cov + shrinkage * mean(diag(cov)) * I`` (well conditioned with fewer rows than dims)."""
+    x = emb.astype(np.float64)
+    mean = x.mean(axis=0, keepdims=True)
+    cov = np.cov((x - mean).T)
+    cov = cov + shrinkage * float(np.trace(cov)) / cov.shape[0] * np.eye(cov.shape[0])
+    return mean, np.linalg.inv(cov)
 
 
 def _observed_scores(log: RoutingLog, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +210,8 @@ def fit_ood(
     sample_size: int = 256,
     min_share: float = 0.05,
     seed: int = 0,
+    method: str = "mahalanobis",
+    shrinkage: float = 0.1,
 ) -> "HAPSRouter":
     """Computes and stores the router's training statistics from its training log (in place).
 
@@ -184,7 +228,14 @@ def fit_ood(
             `sample_size` of them also store their snippet and observed scores.
         min_share: actions observed on fewer than this share of training queries are rare.
         seed: seed of the held-out split and of the sample.
+        method: the OOD score: ``"mahalanobis"`` (default) or ``"knn"`` (mean cosine distance
+            to the `k` nearest stored queries).
+        shrinkage: with ``"mahalanobis"``, the covariance's shrinkage toward the identity.
     """
+    _check_method(method)
+    if not shrinkage > 0.0 or not np.isfinite(shrinkage):
+        msg = f"`shrinkage` must be a finite number > 0, got {shrinkage!r}"
+        raise ValueError(msg)
     if not 0.0 < quantile < 1.0:
         msg = f"`quantile` must be in (0, 1), got {quantile!r}"
         raise ValueError(msg)
@@ -209,8 +260,13 @@ def fit_ood(
     else:
         feats = unit_embeddings(router, torch.as_tensor(features)[torch.as_tensor(needed)])
     bank, cal = feats[: len(bank_idx)], feats[len(bank_idx) :]
-    _, sim = neighbours(bank, cal, k)
-    threshold = float(np.quantile(1.0 - sim.mean(axis=1), quantile))
+    if method == "mahalanobis":
+        mean, precision = gaussian_fit(bank, shrinkage)
+        cal_scores = mahalanobis(cal, mean, precision)
+    else:
+        mean, precision = np.zeros((0, bank.shape[1])), np.zeros((0, bank.shape[1]))
+        cal_scores = 1.0 - neighbours(bank, cal, k)[1].mean(axis=1)
+    threshold = float(np.quantile(cal_scores, quantile))
     observed, scores = _observed_scores(log, bank_idx)
     summary = action_summary(log, train)
     rare = [int(a) for a in np.flatnonzero(summary[2] < min_share)]
@@ -229,7 +285,19 @@ def fit_ood(
     router.sample_scores = torch.as_tensor(scores[:n_sample].astype(np.float32))
     router.action_stats = torch.as_tensor(summary)
     texts = [" ".join(log.queries[i].split())[:SNIPPET_CHARS] for i in bank_idx[:n_sample]]
-    router.ood_stats = OODStats(k, quantile, threshold, len(cal_idx), min_share, rare, texts)
+    router.ood_mean = torch.as_tensor(mean.astype(np.float32))
+    router.ood_precision = torch.as_tensor(precision.astype(np.float32))
+    router.ood_stats = OODStats(
+        k,
+        quantile,
+        threshold,
+        len(cal_idx),
+        min_share,
+        rare,
+        texts,
+        method,
+        shrinkage if method != "knn" else 0.0,
+    )
     logger.info(
         "OOD threshold %.4f (%.3g quantile of %d held-out queries)", threshold, quantile, len(cal_idx)
     )
