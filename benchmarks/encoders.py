@@ -232,7 +232,8 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     print(
         f"\nencoder benchmark on haps-bench ({log.n_queries} queries, dev split 0.2 seed 0); "
-        f"{'QUICK (3 epochs) ' if args.quick else ''}torch {torch.__version__}, "
+        f"{'QUICK (3 epochs where trained here, fewer timed queries) ' if args.quick else ''}"
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load0:.1f} -> {load1:.1f}\n"
     )
     print("| measure | " + " | ".join(names) + " |")
