@@ -26,8 +26,14 @@ the same queries cut to 20 words (chat-style traffic, ~20 tokens). The router is
 default (``haps_core/default_router``) when present, else ``--router DIR``, else one trained here
 on the haps-bench train split (saved to out/bench-router and reused).
 
+Issue 18's floors come first, in their own table, for any encoder (the static one included):
+batched route() queries/s on haps-bench queries (floor 3,000), route() time over the
+tokenizer's own time for the same batches (at most 2x), p50 at batch 1 on 20-word queries (at
+most 1 ms) and a cold ``haps route --query`` beside ``python -c "import torch"`` in the same run
+(at most 1.5x). The detailed table below them needs a transformer (`HFEncoder`) router.
+
 Usage: python benchmarks/routing.py [--router DIR] [--threads N] [--n-latency 150]
-       [--n-agree 500] [--n-batched 256] [--no-compile] [--json out.json]
+       [--n-agree 500] [--n-batched 256] [--no-compile] [--floors-only] [--json out.json]
 """
 
 import argparse
@@ -56,6 +62,10 @@ BATCH_SIZES = (1, 8, 64, 256)
 TARGET_P50_MS = 15.0
 TARGET_OVERHEAD = 0.10
 TARGET_QPS = 300.0
+FLOOR_QPS = 3000.0  # issue 18's floors
+FLOOR_TOKENIZER_RATIO = 2.0
+FLOOR_P50_MS = 1.0
+FLOOR_COLD_RATIO = 1.5
 
 
 def peak_rss_mb() -> float:
@@ -123,6 +133,70 @@ def workloads(n: int) -> dict[str, list[str]]:
         if len(short) >= n:
             break
     return {"short": short, "bench": bench}
+
+
+def tokenizer_only(enc: Any) -> Callable[[list[str]], Any]:
+    """The encoder's tokenizer alone, called as the encoder calls it."""
+    from haps_core.encoders import StaticEncoder
+
+    if isinstance(enc, CachedEncoder):
+        enc = enc.encoder
+    if isinstance(enc, StaticEncoder):
+        return lambda b: enc.tokenizer.encode_batch(b, add_special_tokens=False)
+    if isinstance(enc, HFEncoder):
+        return lambda b: enc.tokenizer(b, truncation=True, max_length=enc.max_length)
+    raise SystemExit(f"no tokenizer to compare with for a {type(enc).__name__}")
+
+
+def floors(router: HAPSRouter, folder: Path, texts: dict[str, list[str]], weight: float) -> list[tuple]:
+    """Issue 18's floors, paired where they are ratios: (what, measured, floor, met)."""
+    from encoders import cold_start  # benchmarks/encoders.py
+
+    tok = tokenizer_only(router.encoder)
+    bench = texts["bench"]
+    for b in (bench[:64], bench[:256]):  # warm-up
+        router.route(b, cost_weight=weight)
+        tok(b)
+    out = []
+    for bs in (64, 256):
+        t_route = t_tok = 0.0
+        for _ in range(3):
+            for s in range(0, len(bench), bs):
+                chunk = bench[s : s + bs]
+                t_tok += timed(lambda chunk=chunk: tok(chunk))[0]
+                t_route += timed(lambda chunk=chunk: router.route(chunk, cost_weight=weight))[0]
+        qps = 3 * len(bench) / t_route
+        out.append(
+            (
+                f"route() queries/s, haps-bench, batch {bs}",
+                f"{qps:.0f}",
+                f">= {FLOOR_QPS:.0f}",
+                qps >= FLOOR_QPS,
+            )
+        )
+        ratio = t_route / t_tok
+        out.append(
+            (
+                f"route() / tokenizer time, same batches of {bs}",
+                f"{ratio:.2f}x",
+                f"<= {FLOOR_TOKENIZER_RATIO:.0f}x",
+                ratio <= FLOOR_TOKENIZER_RATIO,
+            )
+        )
+    short = texts["short"][:200]
+    for t in short[:10]:
+        router.route([t], cost_weight=weight)
+    lat = [timed(lambda t=t: router.route([t], cost_weight=weight))[0] for t in short]
+    p50 = pct(lat, 50) * 1e3
+    out.append(("route() p50 ms, batch 1, 20-word queries (p99)", f"{p50:.3f} ({pct(lat, 99) * 1e3:.3f})",
+                f"<= {FLOOR_P50_MS:.0f} ms", p50 <= FLOOR_P50_MS))  # fmt: skip
+    cold, torch_cold, rss = cold_start(["route", "--router", str(folder), "--query", "What is 2 + 2?"], 5)
+    out.append(
+        ("cold `haps route --query` s / `python -c \"import torch\"` s (median of 5; peak RSS)",
+         f"{cold:.2f} / {torch_cold:.2f} = {cold / torch_cold:.2f}x ({rss:.0f} MB)",
+         f"<= {FLOOR_COLD_RATIO}x", cold / torch_cold <= FLOOR_COLD_RATIO)
+    )  # fmt: skip
+    return out
 
 
 def base_encoder(router: HAPSRouter) -> HFEncoder:
@@ -356,6 +430,7 @@ def main() -> None:
     parser.add_argument("--n-agree", type=int, default=500, help="queries for decision agreement")
     parser.add_argument("--n-batched", type=int, default=256, help="queries per throughput run")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--floors-only", action="store_true", help="only issue 18's floors table")
     parser.add_argument("--json", default=None, help="also write the raw figures here")
     args = parser.parse_args()
     if args.threads:
@@ -363,10 +438,28 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     router, origin = load_or_train_router(args.router)
     router.eval()
+    from haps_core.paths import default_router_dir
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    texts = workloads(max(args.n_agree, args.n_batched))
+    weight0 = float(router.default_cost_weight)
+    folder = Path(args.router) if args.router else default_router_dir()
+    floor_rows = floors(router, folder, texts, weight0)
+    print(
+        f"\nissue 18 floors: router {origin}, encoder {getattr(router.encoder, 'encoder_id', None)}; "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| floor | measured | target | met |\n|---|---|---|---|")
+    for what, value, target, met in floor_rows:
+        print(f"| {what} | {value} | {target} | {'yes' if met else 'NO'} |")
+    if args.floors_only or not isinstance(
+        router.encoder.encoder if isinstance(router.encoder, CachedEncoder) else router.encoder, HFEncoder
+    ):
+        print("\n(the detailed table below needs a transformer encoder: skipped)", file=sys.stderr)
+        return
     enc = base_encoder(router)
     router.attach_encoder(enc)
     rss_loaded = peak_rss_mb()
-    texts = workloads(max(args.n_agree, args.n_batched))
     _, probe_c = router.reference_predictions()
     weights = cost_weight_grid(probe_c.mean(axis=0), n=6)
     weight = float(weights[3])

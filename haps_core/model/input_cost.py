@@ -58,17 +58,23 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 @functools.lru_cache(maxsize=1)
 def _wordpiece() -> Any:
-    """The bundled MiniLM's WordPiece tokenizer (a real subword tokenizer, always installed)."""
-    from transformers import AutoTokenizer
+    """The bundled MiniLM's WordPiece tokenizer (a real subword tokenizer, always installed).
 
-    from haps_core.encoders.load import _default_model_path
+    Read with the Rust ``tokenizers`` library, not transformers: routing must not import it.
+    """
+    from tokenizers import Tokenizer
 
-    return AutoTokenizer.from_pretrained(_default_model_path())
+    from haps_core.encoders.load import default_model_path
+
+    tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
 
 
 def _wordpieces(texts: Sequence[str]) -> np.ndarray:
     heads = [replace_surrogates(t[:WORDPIECE_CHARS]) for t in texts]  # tokenizers refuse them
-    ids = _wordpiece()(heads, add_special_tokens=False, verbose=False)["input_ids"]
+    ids = [e.ids for e in _wordpiece().encode_batch(heads, add_special_tokens=False)]
     n = np.array([len(i) for i in ids], dtype=np.float64)
     scale = np.array([len(t) / max(len(h), 1) for t, h in zip(texts, heads, strict=True)])
     return n * scale

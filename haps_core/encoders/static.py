@@ -1,0 +1,131 @@
+"""StaticEncoder: a query vector as the mean of per-token vectors, with no transformer at run time.
+
+Routing is mostly recognising what kind of question a query is, which static token vectors
+distilled from MiniLM (`haps_core.encoders.distill`) carry at a tiny fraction of the cost:
+tokenising (the Rust ``tokenizers`` library) plus one ``embedding_bag``. This module never
+imports transformers; the distilled files are built once into the HAPS cache on first use.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from haps_core.encoders.base import QueryEncoder
+from haps_core.encoders.distill import CONFIG_FILE, RECIPE_VERSION, TOKENIZER_FILE, WEIGHTS_FILE
+from haps_core.encoders.local import DEFAULT_ENCODER_ID, default_model_path
+from haps_core.paths import default_cache_dir
+
+logger = logging.getLogger(__name__)
+
+STATIC_ENCODER_ID = "static-minilm"
+STATIC_ALIASES = frozenset({STATIC_ENCODER_ID, "static"})
+_CACHE_NAME = f"{STATIC_ENCODER_ID}-v{RECIPE_VERSION}"
+
+
+class StaticEncoder(QueryEncoder):
+    """Mean of distilled token vectors, L2-normalised; CPU only, thread-safe.
+
+    Args:
+        folder: a folder written by `haps_core.encoders.distill.distill` (``model.safetensors``
+            with ``embeddings`` ``[vocab, dim]``, ``tokenizer.json``, ``config.json``).
+        encoder_id: the id stored in router checkpoints.
+
+    Raises:
+        ValueError: the folder is missing a file, or its files disagree.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], encoder_id: str = STATIC_ENCODER_ID) -> None:
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        missing = [n for n in (WEIGHTS_FILE, TOKENIZER_FILE, CONFIG_FILE) if not (self.folder / n).is_file()]
+        if missing:
+            msg = f"folder={str(folder)!r} is not a static encoder: missing {', '.join(missing)}"
+            raise ValueError(msg)
+        self.config: dict[str, Any] = json.loads((self.folder / CONFIG_FILE).read_text())
+        self.embeddings = load_file(self.folder / WEIGHTS_FILE)["embeddings"].to(torch.float32)
+        self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        vocab = self.tokenizer.get_vocab_size()
+        if self.embeddings.ndim != 2 or self.embeddings.shape[0] > vocab:
+            msg = (
+                f"folder={str(folder)!r}: embeddings {tuple(self.embeddings.shape)} do not fit the "
+                f"tokenizer's vocabulary of {vocab}"
+            )
+            raise ValueError(msg)
+        unk = self.tokenizer.token_to_id("[UNK]")
+        self._unk = int(unk) if unk is not None and unk < self.embeddings.shape[0] else 0
+        self._encoder_id = encoder_id
+        logger.info("Loaded static encoder %s (dim=%d) from %s", encoder_id, self.dim, self.folder)
+
+    @property
+    def encoder_id(self) -> str:
+        return self._encoder_id
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def fingerprint(self) -> str:
+        c = self.config
+        return (
+            f"{self._encoder_id}@static-v{c.get('recipe_version')}|source={c.get('source')}"
+            f"|dims={c.get('dims')}|sha256={c.get('sha256')}"
+        )
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids each text is averaged over (no special tokens; out-of-range ids: [UNK])."""
+        limit = self.embeddings.shape[0]
+        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [[i if i < limit else self._unk for i in e.ids] or [self._unk] for e in encoded]
+
+    def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
+        ids = self.token_ids(texts)
+        offsets = [0]
+        for row in ids[:-1]:
+            offsets.append(offsets[-1] + len(row))
+        flat = torch.tensor([i for row in ids for i in row], dtype=torch.long)
+        with torch.no_grad():
+            pooled = F.embedding_bag(flat, self.embeddings, torch.tensor(offsets), mode="mean")
+            return F.normalize(pooled, p=2, dim=-1)
+
+
+def static_encoder_dir(cache_root: Path | None = None) -> Path:
+    """The distilled static encoder's folder in the HAPS cache, built on first use (~1 min, offline)."""
+    target = (cache_root or default_cache_dir()) / _CACHE_NAME
+    if (target / CONFIG_FILE).is_file():
+        return target
+    from haps_core.encoders.distill import distill
+
+    logger.warning("building the static encoder %s once into %s (about a minute)", STATIC_ENCODER_ID, target)
+    return distill(default_model_path(), target, source_id=DEFAULT_ENCODER_ID)
+
+
+def load_static_encoder(cache_root: Path | None = None, **kwargs: Any) -> StaticEncoder:
+    """The static encoder distilled from the bundled MiniLM (built into the cache if needed).
+
+    Raises:
+        ValueError: a keyword other than ``device="cpu"``/``"auto"``/None was given.
+    """
+    device = kwargs.pop("device", "cpu")
+    kwargs.pop("local_files_only", None)  # always offline
+    if device not in (None, "auto", "cpu") and str(device) != "cpu":
+        msg = f"device={device!r}: the static encoder runs on CPU only; use 'cpu' or 'auto'"
+        raise ValueError(msg)
+    if kwargs:
+        msg = f"the static encoder takes no options, got {sorted(kwargs)}"
+        raise ValueError(msg)
+    return StaticEncoder(static_encoder_dir(cache_root))
