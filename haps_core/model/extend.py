@@ -21,7 +21,7 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -74,7 +74,9 @@ def _rows(old: torch.Tensor, new: torch.Tensor, mapping: Sequence[int], blocks: 
     return out
 
 
-def _member_state(old_net: torch.nn.Module, new_net: torch.nn.Module, amap: list[int], bmap: list[int]) -> None:
+def _member_state(
+    old_net: torch.nn.Module, new_net: torch.nn.Module, amap: list[int], bmap: list[int]
+) -> None:
     old_state, new_state = old_net.state_dict(), new_net.state_dict()
     for name, tensor in old_state.items():
         if name in _ACTION_ROWS:
@@ -89,7 +91,9 @@ def _member_state(old_net: torch.nn.Module, new_net: torch.nn.Module, amap: list
         elif new_state[name].shape == tensor.shape:
             new_state[name] = tensor
         else:
-            msg = f"cannot carry weight {name!r} of shape {list(tensor.shape)} to {list(new_state[name].shape)}"
+            msg = (
+                f"cannot carry weight {name!r} of shape {list(tensor.shape)} to {list(new_state[name].shape)}"
+            )
             raise ValueError(msg)
     new_net.load_state_dict(new_state)
 
@@ -98,7 +102,9 @@ def _style_embeddings(router: "HAPSRouter", space: RoutingSpace, styles: list[st
     old = dict(zip(router.styles, router.style_embeddings, strict=True))
     missing = [s for s in styles if s not in old]
     if missing and router.encoder is None:
-        msg = f"the new actions use prompt styles {missing} the router has no embedding of: attach its encoder"
+        msg = (
+            f"the new actions use prompt styles {missing} the router has no embedding of: attach its encoder"
+        )
         raise ValueError(msg)
     if missing:
         assert router.encoder is not None
@@ -107,7 +113,9 @@ def _style_embeddings(router: "HAPSRouter", space: RoutingSpace, styles: list[st
     return torch.stack([old[s] for s in styles])
 
 
-def _input_model(router: "HAPSRouter", space: RoutingSpace, amap: list[int], bmap: list[int]) -> InputTokenModel:
+def _input_model(
+    router: "HAPSRouter", space: RoutingSpace, amap: list[int], bmap: list[int]
+) -> InputTokenModel:
     old, new = router.input_model, InputTokenModel.empty(space)
     new.intercept[amap], new.coef[bmap], new.fitted[bmap] = old.intercept, old.coef, old.fitted
     if old.fitted.any():  # a new priced backend: the old backends' mean token model
@@ -118,6 +126,11 @@ def _input_model(router: "HAPSRouter", space: RoutingSpace, amap: list[int], bma
         for j in sorted(set(range(len(space))) - set(amap)):
             new.intercept[j] = float(np.median(old.intercept))
     return new
+
+
+def _skip_biases(router: "HAPSRouter") -> list[torch.Tensor]:
+    """Each member's linear-path bias ([2A]: quality logits, then log-costs)."""
+    return [net.get_parameter("skip.bias") for net in router.members]
 
 
 @torch.no_grad()
@@ -137,18 +150,20 @@ def _calibrate_new(
         for j in new:
             target = min(max(prior[router.space.actions[j].backend], 1e-3), 1 - 1e-3)
             shift = math.log(target / (1 - target)) - math.log(quality[j] / (1 - quality[j]))
-            for net in router.members:
-                net.skip.bias[j] += shift
+            for bias in _skip_biases(router):
+                bias[j] += shift
     q, c = router(ref)
     head_cost = torch.exp(c).mean(0).double().numpy()
     priced = old[price_of[old] > 0]
+    if router.has_cost and not len(priced):
+        logger.warning("the catalog has no prices: the new actions' predicted cost is the catalog's mean")
     if router.has_cost and len(priced):
         tokens = float(np.mean(head_cost[priced] / price_of[priced]))
         for j in new:
             if price_of[j] > 0:
                 shift = math.log(tokens * price_of[j]) - math.log(head_cost[j])
-                for net in router.members:
-                    net.skip.bias[n_a + j] += shift
+                for bias in _skip_biases(router):
+                    bias[n_a + j] += shift
 
 
 def extend_router(

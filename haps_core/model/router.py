@@ -338,7 +338,7 @@ class HAPSRouter(nn.Module):
         return decision.explain(k)
 
     def add_backend(self, name: str, prices: tuple[float, float], grid: dict[str, Any] | None = None,
-                    prior: float | None = None, min_observations: int = 50) -> "HAPSRouter":
+                    prior: float | None = None, min_observations: int = 50) -> "HAPSRouter":  # fmt: skip
         """A copy with backend `name` added from its (input, output) USD per 1M tokens, `grid` and
         `prior` quality (None: catalog mean); explored only until trained (`haps_core.model.extend`)."""
         return add_backend(self, name, prices, grid, prior, min_observations)  # fmt: skip
