@@ -52,7 +52,7 @@ from haps_core.training import TrainingConfig, aligned_predictor, features_for, 
 from haps_core.training.warmstart import warm_config, warm_start
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from thin_logs import LINEAR_CANDIDATES, select_rows  # noqa: E402
+from thin_logs import LINEAR_CANDIDATES, select_rows
 
 
 def without_backend(log: RoutingLog, backend: str) -> RoutingLog:
@@ -62,10 +62,14 @@ def without_backend(log: RoutingLog, backend: str) -> RoutingLog:
     sub = select_rows(log, np.flatnonzero(np.isin(log.row_action, keep)))
     mapping = np.full(len(log.space), -1, dtype=np.int64)
     mapping[keep] = np.arange(len(keep))
-    return dataclasses.replace(sub, space=space, row_action=mapping[sub.row_action].astype(sub.row_action.dtype))
+    return dataclasses.replace(
+        sub, space=space, row_action=mapping[sub.row_action].astype(sub.row_action.dtype)
+    )
 
 
-def records_log(full: RoutingLog, start_q: np.ndarray, served: list[tuple[int, int, float, float, float]]) -> RoutingLog:
+def records_log(
+    full: RoutingLog, start_q: np.ndarray, served: list[tuple[int, int, float, float, float]]
+) -> RoutingLog:
     """The records so far: every row of the start queries (no propensity) + the served calls."""
     start_rows = np.flatnonzero(np.isin(full.row_query, start_q))
     base = select_rows(full, start_rows)
@@ -86,15 +90,24 @@ def records_log(full: RoutingLog, start_q: np.ndarray, served: list[tuple[int, i
 def cells(log: RoutingLog) -> tuple[dict[tuple[int, int], tuple[float, float]], np.ndarray]:
     """(query, action) -> mean observed (score, cost), and the [n_queries, A] observed mask."""
     table = log.outcomes()
-    out = {(int(q), int(a)): (float(s), float(c)) for q, a, s, c in
-           zip(table.cell_query, table.cell_action, table.score, table.cost, strict=True)}  # fmt: skip
+    out = {
+        (int(q), int(a)): (float(s), float(c))
+        for q, a, s, c in zip(table.cell_query, table.cell_action, table.score, table.cost, strict=True)
+    }
     mask = np.zeros((log.n_queries, len(log.space)), dtype=bool)
     mask[table.cell_query, table.cell_action] = True
     return out, mask
 
 
-def serve(router: Any, full: RoutingLog, features: Any, batch: np.ndarray, observed: np.ndarray,
-          weight: float, policy: Exploration) -> list[Any]:  # fmt: skip
+def serve(
+    router: Any,
+    full: RoutingLog,
+    features: Any,
+    batch: np.ndarray,
+    observed: np.ndarray,
+    weight: float,
+    policy: Exploration,
+) -> list[Any]:
     """Routes a batch among each query's observed actions, with exploration: the decisions
     (action indices in the LOG's space)."""
     q, c = router.predict_features(features[batch], text_counts([full.queries[i] for i in batch]))
@@ -103,20 +116,43 @@ def serve(router: Any, full: RoutingLog, features: Any, batch: np.ndarray, obser
     for r, i in enumerate(batch):
         allowed[r, pos[observed[i] & (pos >= 0)]] = True
     held = explore_only_mask(router)
-    out = route_from_predictions(router.space, q, c, cost_weight=weight, allowed=allowed,
-                                 exploration=policy, explore_only=held, n_alternatives=0)  # fmt: skip
+    out = route_from_predictions(
+        router.space,
+        q,
+        c,
+        cost_weight=weight,
+        allowed=allowed,
+        exploration=policy,
+        explore_only=held,
+        n_alternatives=0,
+    )
     back = {j: k for k, j in enumerate(pos) if j >= 0}
     return [dataclasses.replace(d, action_index=back[d.action_index]) for d in out]
 
 
-def dev_aiq(full: RoutingLog, embeddings: np.ndarray, test: np.ndarray, predictors: dict[str, Any],
-            compare: list[tuple[str, str]] = (), n_boot: int = 0, seed: int = 0) -> Any:  # fmt: skip
-    return run_evaluation(full, embeddings, test, predictors, model_only=[], compare=compare,
-                          n_boot=max(n_boot, 1), seed=seed)  # fmt: skip
+def dev_aiq(
+    full: RoutingLog,
+    embeddings: np.ndarray,
+    test: np.ndarray,
+    predictors: dict[str, Any],
+    compare: list[tuple[str, str]] = (),
+    n_boot: int = 0,
+    seed: int = 0,
+) -> Any:
+    return run_evaluation(
+        full, embeddings, test, predictors, model_only=[], compare=compare, n_boot=max(n_boot, 1), seed=seed
+    )
 
 
-def backend_share(router: Any, full: RoutingLog, features: Any, test: np.ndarray, observed: np.ndarray,
-                  weight: float, backend: str) -> float:  # fmt: skip
+def backend_share(
+    router: Any,
+    full: RoutingLog,
+    features: Any,
+    test: np.ndarray,
+    observed: np.ndarray,
+    weight: float,
+    backend: str,
+) -> float:
     """Greedy share of the dev queries routed to `backend` (among their observed actions)."""
     dev = np.flatnonzero(test)
     decisions = serve(router, full, features, dev, observed, weight, Exploration(epsilon=0.0, seed=0))
@@ -128,7 +164,7 @@ def simulate(args: argparse.Namespace, ctx: dict[str, Any], scenario: str) -> di
     cell, observed = ctx["cells"], ctx["observed"]
     rng = np.random.default_rng(args.seed)
     train_q = rng.permutation(np.flatnonzero(~test))
-    n_start = max(int(round(0.1 * len(train_q))), 20)
+    n_start = max(round(0.1 * len(train_q)), 20)
     start_q, stream = np.sort(train_q[:n_start]), train_q[n_start:]
     n_rounds = min(args.rounds, int(np.ceil(len(stream) / args.batch)))
     mask = np.zeros(full.n_queries, dtype=bool)
@@ -138,9 +174,12 @@ def simulate(args: argparse.Namespace, ctx: dict[str, Any], scenario: str) -> di
     start = fit_router(start_log, ctx["encoder"], features, mask, ctx["router_cfg"], ctx["training"])
     if scenario == "add":
         b = full.space.backend(args.held_out)
-        start = start.add_backend(b.name, (b.input_price, b.output_price), b.parameters,
-                                  min_observations=args.min_observations)  # fmt: skip
-    print(f"[{scenario}] start router on {n_start} queries in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        start = start.add_backend(
+            b.name, (b.input_price, b.output_price), b.parameters, min_observations=args.min_observations
+        )
+    print(
+        f"[{scenario}] start router on {n_start} queries in {time.perf_counter() - t0:.0f} s", file=sys.stderr
+    )
     policy = Exploration(kind=args.kind, epsilon=args.epsilon, temperature=args.temperature, seed=args.seed)
     router, served, rounds, regret = start, [], [], 0.0
     warm = warm_config(epochs=args.warm_epochs, seed=args.seed, device="cpu")
@@ -160,17 +199,29 @@ def simulate(args: argparse.Namespace, ctx: dict[str, Any], scenario: str) -> di
         seen = mask.copy()
         seen[[q for q, *_ in served]] = True
         t1 = time.perf_counter()
-        router = warm_start(router, records, features=features, train_mask=seen, training_config=warm,
-                            refit_statistics=False)  # fmt: skip
+        router = warm_start(
+            router, records, features=features, train_mask=seen, training_config=warm, refit_statistics=False
+        )
         pred = {"online": aligned_predictor(router, full, features)}
         aiq = dev_aiq(full, embeddings, test, pred).pooled["online"]["aiq"]
-        row = {"round": r + 1, "served": len(served), "dev_aiq": aiq, "round_regret": round_regret / len(batch),
-               "cumulative_regret": regret, "explored_share": explored / len(batch),
-               "held_out_calls": new_calls, "update_s": round(time.perf_counter() - t1, 1)}  # fmt: skip
+        row = {
+            "round": r + 1,
+            "served": len(served),
+            "dev_aiq": aiq,
+            "round_regret": round_regret / len(batch),
+            "cumulative_regret": regret,
+            "explored_share": explored / len(batch),
+            "held_out_calls": new_calls,
+            "update_s": round(time.perf_counter() - t1, 1),
+        }
         rounds.append(row)
-        print(f"[{scenario}] round {r + 1}/{n_rounds}: dev AIQ {aiq:.4f}, mean regret {row['round_regret']:.4f}, "
-              f"cumulative {regret:.2f}, explored {row['explored_share']:.0%}, update {row['update_s']} s",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"[{scenario}] round {r + 1}/{n_rounds}: dev AIQ {aiq:.4f}, "
+            f"mean regret {row['round_regret']:.4f}, "
+            f"cumulative {regret:.2f}, explored {row['explored_share']:.0%}, update {row['update_s']} s",
+            file=sys.stderr,
+            flush=True,
+        )
     records = records_log(full, start_q, served)
     seen = mask.copy()
     seen[[q for q, *_ in served]] = True
@@ -189,39 +240,54 @@ def simulate(args: argparse.Namespace, ctx: dict[str, Any], scenario: str) -> di
     gap = (pooled["online"] - pooled["start"]) / (pooled["complete"] - pooled["start"])
     half = len(rounds) // 2
     out: dict[str, Any] = {
-        "scenario": scenario, "start_queries": n_start, "rounds": rounds, "aiq": pooled, "comparisons": comps,
+        "scenario": scenario,
+        "start_queries": n_start,
+        "rounds": rounds,
+        "aiq": pooled,
+        "comparisons": comps,
         "gap_recovered": gap,
         "regret_first_half": float(np.mean([x["round_regret"] for x in rounds[:half]])) if half else None,
         "regret_second_half": float(np.mean([x["round_regret"] for x in rounds[half:]])) if half else None,
-    }  # fmt: skip
+    }
     if scenario == "add":
         out["held_out"] = args.held_out
-        out["share_online"] = backend_share(router, full, features, test, observed, args.cost_weight, args.held_out)
-        out["share_complete"] = backend_share(ctx["complete_router"], full, features, test, observed,
-                                              args.cost_weight, args.held_out)  # fmt: skip
+        out["share_online"] = backend_share(
+            router, full, features, test, observed, args.cost_weight, args.held_out
+        )
+        out["share_complete"] = backend_share(
+            ctx["complete_router"], full, features, test, observed, args.cost_weight, args.held_out
+        )
         out["still_held"] = bool((router.config.extra.get("explore_only") or {}).get(args.held_out))
     return out
 
 
 def report_text(res: dict[str, Any]) -> str:
-    lines = [f"#### scenario {res['scenario']} (start: {res['start_queries']} queries)",
-             "| round | served | dev AIQ | mean regret | cumulative regret | explored |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"#### scenario {res['scenario']} (start: {res['start_queries']} queries)",
+        "| round | served | dev AIQ | mean regret | cumulative regret | explored |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in res["rounds"]:
-        lines.append(f"| {r['round']} | {r['served']} | {r['dev_aiq']:.4f} | {r['round_regret']:.4f} | "
-                     f"{r['cumulative_regret']:.2f} | {r['explored_share']:.0%} |")  # fmt: skip
+        lines.append(
+            f"| {r['round']} | {r['served']} | {r['dev_aiq']:.4f} | {r['round_regret']:.4f} | "
+            f"{r['cumulative_regret']:.2f} | {r['explored_share']:.0%} |"
+        )
     lines.append("\n| router | dev AIQ |\n|---|---|")
     lines += [f"| {k} | {v:.4f} |" for k, v in res["aiq"].items()]
     lines.append("\n| paired bootstrap | diff | se |\n|---|---|---|")
     lines += [f"| {k} | {v['diff']:+.4f} | {v['se']:.4f} |" for k, v in res["comparisons"].items()]
     lines.append(f"\ngap to the complete-log router recovered: {res['gap_recovered']:.1%}")
     if res["regret_first_half"] is not None:
-        lines.append(f"mean regret per call: first half {res['regret_first_half']:.4f}, "
-                     f"second half {res['regret_second_half']:.4f}")  # fmt: skip
+        lines.append(
+            f"mean regret per call: first half {res['regret_first_half']:.4f}, "
+            f"second half {res['regret_second_half']:.4f}"
+        )
     if "share_online" in res:
-        lines.append(f"{res['held_out']}: greedy dev traffic share {res['share_online']:.1%} (updated) vs "
-                     f"{res['share_complete']:.1%} (complete-data router); still held to exploration: "
-                     f"{res['still_held']}")  # fmt: skip
+        lines.append(
+            f"{res['held_out']}: greedy dev traffic share {res['share_online']:.1%} (updated) vs "
+            f"{res['share_complete']:.1%} (complete-data router); still held to exploration: "
+            f"{res['still_held']}"
+        )
     return "\n".join(lines)
 
 
@@ -266,10 +332,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     complete_router = fit_router(full, encoder, features, ~test, router_cfg, training)
     print(f"complete router in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    ctx = {"full": full, "features": features, "embeddings": embed_texts(encoder, full.queries), "test": test,
-           "cells": cell, "observed": observed, "by_query": by_query, "encoder": encoder,
-           "router_cfg": router_cfg, "training": training, "complete_router": complete_router,
-           "complete": aligned_predictor(complete_router, full, features)}  # fmt: skip
+    ctx = {
+        "full": full,
+        "features": features,
+        "embeddings": embed_texts(encoder, full.queries),
+        "test": test,
+        "cells": cell,
+        "observed": observed,
+        "by_query": by_query,
+        "encoder": encoder,
+        "router_cfg": router_cfg,
+        "training": training,
+        "complete_router": complete_router,
+        "complete": aligned_predictor(complete_router, full, features),
+    }
     results = {}
     for scenario in ("main", "add") if args.scenario == "both" else (args.scenario,):
         results[scenario] = simulate(args, ctx, scenario)

@@ -270,8 +270,8 @@ class RouterLike(Protocol):
         max_cost_per_query: float | None = None,
         n_alternatives: int = 3,
     ) -> list[RoutingDecision]:
-        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=``,
-        ``backends=`` and ``input_texts=``, which the integrations pass only when they are set)."""
+        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=``, ``backends=``,
+        ``input_texts=`` and ``exploration=``, which the integrations pass only when they are set)."""
         ...
 
 
@@ -279,8 +279,8 @@ def unknown_backends_error(unknown: Sequence[str], catalog: Sequence[str]) -> st
     """The message for pool backends that the router's catalog does not know."""
     return (
         f"the router cannot route to {sorted(unknown)}: not in its catalog {sorted(catalog)}. "
-        "To add a backend, retrain the router with logs that include it (an upcoming release "
-        "adds backends to a trained router)"
+        "To add a backend, retrain the router with logs that include it, or add it from its prices "
+        "with `router.add_backend(name, prices, grid)` (served through exploration until it has evidence)"
     )
 
 
