@@ -103,6 +103,12 @@ class RoutingDecision:
         margin: predicted utility of the choice minus that of the best other allowed action.
         ood: whether the query is out of distribution (then the choice is the OOD action).
         ood_score: mean cosine distance to the nearest stored training queries.
+
+    With an exploration policy (`haps_core.exploration`; ``route(..., exploration=...)``):
+        propensity: the probability with which the policy served this action (1.0: greedy
+            routing, a deterministic choice).
+        explored: True when the action served is not the greedy choice (that choice is then
+            the first runner-up). `to_dict` has both keys only when they differ from 1.0 / False.
     """
 
     backend: str
@@ -119,6 +125,8 @@ class RoutingDecision:
     ood: bool | None = None
     ood_score: float | None = None
     explanation: Any = field(default=None, compare=False)
+    propensity: float = 1.0
+    explored: bool = False
 
     @property
     def temperature(self) -> float | None:
@@ -136,6 +144,8 @@ class RoutingDecision:
         d["parameters"] = dict(self.parameters)
         d["alternatives"] = tuple(a.to_dict() for a in self.alternatives)
         d = {k: v for k, v in d.items() if v is not None or k not in EVIDENCE_FIELDS}
+        if self.propensity == 1.0 and not self.explored:  # greedy: the pinned dicts stay as they were
+            del d["propensity"], d["explored"]
         d["temperature"] = self.temperature
         d["prompt_style"] = self.prompt_style
         return d
@@ -156,7 +166,8 @@ class RoutingDecision:
             f"cost_weight={self.cost_weight:g}, alternatives={len(self.alternatives)}"
             f"{', over_budget=True' if self.over_budget else ''}"
             f"{'' if self.confidence is None else f', confidence={self.confidence:.2f}'}"
-            f"{', ood=True' if self.ood else ''})"
+            f"{', ood=True' if self.ood else ''}"
+            f"{f', explored=True, propensity={self.propensity:.3f}' if self.explored else ''})"
         )
 
 
@@ -259,8 +270,8 @@ class RouterLike(Protocol):
         max_cost_per_query: float | None = None,
         n_alternatives: int = 3,
     ) -> list[RoutingDecision]:
-        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=``,
-        ``backends=`` and ``input_texts=``, which the integrations pass only when they are set)."""
+        """One decision per text (`HAPSRouter.route`; it also takes ``target_mean_cost=``, ``backends=``,
+        ``input_texts=`` and ``exploration=``, which the integrations pass only when they are set)."""
         ...
 
 
@@ -268,8 +279,8 @@ def unknown_backends_error(unknown: Sequence[str], catalog: Sequence[str]) -> st
     """The message for pool backends that the router's catalog does not know."""
     return (
         f"the router cannot route to {sorted(unknown)}: not in its catalog {sorted(catalog)}. "
-        "To add a backend, retrain the router with logs that include it (an upcoming release "
-        "adds backends to a trained router)"
+        "To add a backend, retrain the router with logs that include it, or add it from its prices "
+        "with `router.add_backend(name, prices, grid)` (served through exploration until it has evidence)"
     )
 
 
@@ -303,6 +314,8 @@ def route_from_predictions(
     default_cost_weight: float = 0.0,
     allowed: np.ndarray | None = None,
     n_alternatives: int = 3,
+    exploration: Any = None,
+    explore_only: np.ndarray | None = None,
 ) -> list[RoutingDecision]:
     """THE decision routine: predictions of a batch -> one `RoutingDecision` per query.
 
@@ -323,7 +336,18 @@ def route_from_predictions(
         allowed: optional boolean mask over actions ([A]) or per query ([n, A]); excluded
             actions are never chosen nor offered.
         n_alternatives: runner-up actions kept per decision for fallback.
+        exploration: an `haps_core.exploration.Exploration` (None: greedy): the greedy choice
+            is replaced by a draw among the allowed actions, with its propensity recorded.
+        explore_only: [A] mask of actions never chosen greedily, only served by `exploration`
+            (a backend just added with `HAPSRouter.add_backend`, until it has evidence).
     """
+    if explore_only is not None and np.asarray(explore_only).any():
+        return _with_explore_only(
+            space, quality, cost, np.asarray(explore_only, dtype=bool), exploration, allowed,
+            cost_weight=cost_weight, max_cost_per_query=max_cost_per_query,
+            target_mean_cost=target_mean_cost, reference=reference,
+            default_cost_weight=default_cost_weight, n_alternatives=n_alternatives,
+        )  # fmt: skip
     if cost_weight is not None and target_mean_cost is not None:
         msg = "give either `cost_weight` or `target_mean_cost`, not both"
         raise ValueError(msg)
@@ -343,5 +367,32 @@ def route_from_predictions(
         cost_weight = default_cost_weight
     if max_cost_per_query is not None:
         capped, over = cap_mask(cost, check_budget(max_cost_per_query), mask)
-        return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, capped, over)
-    return decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, allowed)
+        out = decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, capped, over)
+        return out if exploration is None else exploration.apply(space, out, quality, cost, capped)
+    out = decisions_from_predictions(space, quality, cost, cost_weight, n_alternatives, allowed)
+    return out if exploration is None else exploration.apply(space, out, quality, cost, mask)
+
+
+def _with_explore_only(
+    space: "RoutingSpace",
+    quality: np.ndarray,
+    cost: np.ndarray,
+    explore_only: np.ndarray,
+    exploration: Any,
+    allowed: np.ndarray | None,
+    **kw: Any,
+) -> list[RoutingDecision]:
+    """`route_from_predictions` where `explore_only` actions are left out of the greedy choice
+    (and of the runner-ups) but stay candidates of the exploration draw."""
+    full = np.ones(np.shape(quality), dtype=bool)
+    if allowed is not None:
+        full = full & np.asarray(allowed, dtype=bool)
+    greedy = full & ~explore_only
+    if not greedy.any(axis=-1).all():  # nothing proven is allowed: the new actions are all there is
+        greedy = full
+    out = route_from_predictions(space, quality, cost, allowed=greedy, **kw)
+    if exploration is None:
+        return out
+    cap = kw.get("max_cost_per_query")
+    candidates = full if cap is None else cap_mask(cost, float(cap), full)[0]
+    return exploration.apply(space, out, quality, cost, candidates)

@@ -40,7 +40,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="query encoder: static-minilm (static, distilled from MiniLM; no transformers at run "
         "time), default (MiniLM), an HF name or a path; default MiniLM",
     )
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=None, help="default 60 (a warm start: 15)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--members", type=int, default=5, help="ensemble size")
@@ -75,6 +75,27 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         help="data-parallel training in N local processes (torch.distributed, gloo on CPU, "
         "NCCL on GPU: one per GPU); for several machines launch `haps train` under torchrun",
     )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="ROUTER",
+        help="warm start: update this router (folder, Hub id or haps-default) on `--logs` instead of "
+        "training a new one; actions the logs add extend its catalog; bandit rows are weighted 1/propensity",
+    )
+    p.add_argument(
+        "--guard-logs",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="with --init-from: recent records (a bandit log with `propensity`); the update is saved only "
+        "if its off-policy estimate there is not worse than the starting router's by more than "
+        "--guard-max-se standard errors; repeatable",
+    )
+    p.add_argument(
+        "--guard-max-se", type=float, default=2.0, metavar="K", help="the guard's bound (default 2)"
+    )
+    p.add_argument("--guard-estimator", default="dr", choices=["dr", "snips"], help="the guard's estimator")
+    p.add_argument("--guard-cost-weight", type=float, default=None, help="default: the router's own")
     p.set_defaults(func=cmd_train)
 
 
@@ -98,6 +119,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.progress_every < 0:
         msg = f"`--progress-every` must be >= 0 seconds, got {args.progress_every}"
         raise UsageError(msg)
+    if args.guard_logs and not args.init_from:
+        msg = "`--guard-logs` judges an update: give the router it updates with `--init-from`"
+        raise UsageError(msg)
+    if args.init_from and (args.processes > 1 or ddp.launched_by_torchrun() or args.fine_tune_encoder):
+        msg = "`--init-from` (a warm start) runs in one process, with the router's own encoder"
+        raise UsageError(msg)
+    if args.guard_max_se < 0:
+        msg = f"`--guard-max-se` must be >= 0 standard errors, got {args.guard_max_se}"
+        raise UsageError(msg)
+    if args.init_from:
+        with progress_lines(_progress_interval(args)):
+            return _warm_train(args, output)
     if args.processes < 1:
         msg = f"`--processes` must be a positive integer, got {args.processes}"
         raise UsageError(msg)
@@ -194,7 +227,7 @@ def _train(args: argparse.Namespace, output: Path) -> int:
 
     main = ddp.is_main_process()
     prompt_styles = load_prompt_styles(args.prompt_styles)  # a bad file fails before the logs are read
-    training = TrainingConfig(epochs=args.epochs, seed=args.seed, device=args.device)
+    training = TrainingConfig(epochs=args.epochs or 60, seed=args.seed, device=args.device)
     start = time.perf_counter()
     log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
     if log.n_skipped and main:
@@ -227,4 +260,50 @@ def _train(args: argparse.Namespace, output: Path) -> int:
             f"on {s['device']}{f' x {world} processes' if world > 1 else ''}; "
             f"held-out regret {s['heldout_regret']:.4f}; saved to {output}"
         )
+    return 0
+
+
+def _warm_train(args: argparse.Namespace, output: Path) -> int:
+    """`haps train --init-from ROUTER`: `haps_core.training.warmstart.warm_start`, then the guard."""
+    from haps_core.evaluation.guard import update_guard
+    from haps_core.logs import read_logs
+    from haps_core.model import HAPSRouter
+    from haps_core.training.warmstart import warm_config, warm_start
+
+    start = time.perf_counter()
+    try:
+        prior = HAPSRouter.from_pretrained(args.init_from, device=args.device)
+    except (OSError, ValueError) as exc:
+        msg = f"`--init-from` {args.init_from!r}: cannot load a router: {exc}"
+        raise UsageError(msg) from exc
+    log = read_logs(args.logs, prices=args.prices, skip_invalid=args.skip_invalid)
+    if log.n_skipped:
+        print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
+    overrides = {"seed": args.seed, "device": args.device}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    router = warm_start(prior, log, training_config=warm_config(**overrides))
+    ws = router.training_summary["warm_start"]
+    print(
+        f"updated {args.init_from} on {ws['queries']} queries ({ws['rows']} rows, {ws['bandit_rows']} with "
+        f"a propensity) in {time.perf_counter() - start:.1f} s; held-out regret {ws['heldout_regret']:.4f}"
+        + (
+            f"; released from exploration: {', '.join(ws['released_backends'])}"
+            if ws["released_backends"]
+            else ""
+        )
+    )
+    if args.guard_logs:
+        recent = read_logs(args.guard_logs, prices=args.prices, skip_invalid=args.skip_invalid)
+        verdict = update_guard(
+            prior, router, recent, cost_weight=args.guard_cost_weight,
+            estimator=args.guard_estimator, max_se=args.guard_max_se,
+        )  # fmt: skip
+        print(verdict.message)
+        if not verdict.accepted:
+            print(f"haps train: the update was not saved; {output} is unchanged", file=sys.stderr)
+            return 3
+        router.training_summary["warm_start"]["guard"] = verdict.to_dict()
+    router.save_pretrained(output)
+    print(f"saved to {output}")
     return 0

@@ -27,11 +27,13 @@ from haps_core.decision import (
     route_from_predictions,
 )
 from haps_core.encoders import Precision, QueryEncoder
+from haps_core.exploration import Exploration, check_exploration
 from haps_core.features import action_value_features, query_features
 from haps_core.model import checkpoint
 from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
 from haps_core.model.describe import router_repr
+from haps_core.model.extend import add_backend, explore_only_mask
 from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
 from haps_core.model.guarded import guarded_route
 from haps_core.model.input_cost import (
@@ -221,8 +223,7 @@ class HAPSRouter(nn.Module):
         """The heads' fused inference path (`FusedRouterHeads`): the same outputs as `forward`
         to float rounding, several times faster at small batches.
 
-        It is a snapshot of the weights, so it is rebuilt whenever the key of `weights_key`
-        changed. Building twice under a thread race is harmless.
+        A snapshot of the weights, rebuilt whenever `weights_key` changed (a race builds it twice: harmless).
         """
         key = weights_key(self)
         cached = self.__dict__.get("_fused_heads")
@@ -285,6 +286,7 @@ class HAPSRouter(nn.Module):
         risk: float = 0.0,
         ood_action: str | int | None = None,
         explain: bool = False,
+        exploration: Exploration | dict[str, Any] | None = None,
     ) -> list[RoutingDecision]:
         """Routes queries: one encoder + router forward pass for the whole list.
 
@@ -305,6 +307,8 @@ class HAPSRouter(nn.Module):
             ood_action: what an out-of-distribution query gets (a backend, action key or index);
                 default `self.ood_action`, else the training log's best single action.
             explain: attach an `Explanation` to each decision (``decision.explain()``).
+            exploration: an `Exploration` policy (or a dict of its arguments): serve a drawn
+                action now and then, its probability in ``decision.propensity``; None: greedy.
         """
         texts = route_texts(texts, input_texts)
         check_route_budgets(cost_weight, max_cost_per_query, target_mean_cost, self.has_cost)
@@ -315,6 +319,8 @@ class HAPSRouter(nn.Module):
             "reference": self.reference_predictions() if target_mean_cost is not None else None,
             "default_cost_weight": self.default_cost_weight,
             "n_alternatives": n_alternatives,
+            "exploration": check_exploration(exploration),
+            "explore_only": explore_only_mask(self),
         }
         if self.ood_stats is not None or risk or explain:
             return guarded_route(
@@ -330,6 +336,12 @@ class HAPSRouter(nn.Module):
         """The `Explanation` of routing one query (top `k` actions); `route_kwargs` as `route`."""
         (decision,) = self.route([query], cost_weight, explain=True, **route_kwargs)
         return decision.explain(k)
+
+    def add_backend(self, name: str, prices: tuple[float, float], grid: dict[str, Any] | None = None,
+                    prior: float | None = None, min_observations: int = 50) -> "HAPSRouter":  # fmt: skip
+        """A copy with backend `name` added from its (input, output) USD per 1M tokens, `grid` and
+        `prior` quality (None: catalog mean); explored only until trained (`haps_core.model.extend`)."""
+        return add_backend(self, name, prices, grid, prior, min_observations)  # fmt: skip
 
     def reference_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """Predictions on the stored reference queries (what `target_mean_cost` is a mean over)."""
@@ -357,16 +369,9 @@ class HAPSRouter(nn.Module):
         local_files_only: bool = False,
         device: str = "cpu",
     ) -> "HAPSRouter":
-        """Loads a router: ``"haps-default"`` (shipped), a local folder, or a Hub repo id.
-
-        Args:
-            name_or_path: "haps-default", a checkpoint folder, or "org/name" on the Hub.
-            revision: Hub branch, tag or commit (pin a commit for reproducibility).
-            cache_dir: Hugging Face cache folder.
-            token: Hub token for private repos.
-            local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
-            device: where the encoder runs ("cpu", "cuda", "auto").
-        """
+        """Loads a router: ``"haps-default"`` (shipped), a local folder, or an "org/name" Hub repo
+        at `revision` (a branch, tag or commit: pin one), with the Hub `token` and `cache_dir`;
+        `local_files_only` (or HF_HUB_OFFLINE=1) never touches the network; `device` runs the encoder."""
         return checkpoint.from_pretrained(
             cls, name_or_path, revision, cache_dir, token, local_files_only, device
         )

@@ -74,6 +74,7 @@ def _train_member(
     device: torch.device,
     progress: Progress,
     provider: FeatureProvider | None = None,
+    warm: bool = False,
 ) -> _MemberResult:
     seed = config.seed + 1000 * member
     rank, world = ddp.get_rank(), ddp.get_world_size()
@@ -98,8 +99,9 @@ def _train_member(
     best_state, best_score, best_epoch, best_regret = None, math.inf, 0, math.nan
     history: list[dict[str, float]] = []
     epochs_run = 0
-    if skip_l2 is not None:
-        # The warmed-up linear path alone (the deep heads start at zero) is the first candidate.
+    if skip_l2 is not None or warm:
+        # The first candidate: the warmed-up linear path alone (the deep heads start at zero),
+        # or a warm start's weights as they came.
         x_stop = provider.features(stop_q, grad=False)
         regret = dev_regret(router, x_stop, table, stop_q, weights, member)
         held = dev_loss(router, x_stop, table, stop_q, config.cost_loss_weight, member)
@@ -213,6 +215,7 @@ def train_router(
     train_queries: Sequence[int] | np.ndarray,
     config: TrainingConfig | None = None,
     provider: FeatureProvider | None = None,
+    warm: bool = False,
 ) -> TrainingResult:
     """Trains `router` in place on the observed outcomes of `train_queries`.
 
@@ -245,6 +248,8 @@ def train_router(
         config: training settings.
         provider: where batches get their features; default: rows of `features` (frozen
             encoder). `FineTunedEncoderFeatures` trains the encoder end to end.
+        warm: `router` is trained already (`haps_core.training.warmstart`): its input
+            standardisation is kept and its weights are each member's first early-stopping candidate.
     """
     config = config or TrainingConfig()
     if router.space != table.space:
@@ -261,7 +266,8 @@ def train_router(
         msg = f"need at least 2 training queries with observed outcomes, got {len(queries)}"
         raise ValueError(msg)
     features = torch.as_tensor(features, dtype=torch.float32)
-    fit_normalisation(router, features[queries])
+    if not warm:
+        fit_normalisation(router, features[queries])
     router.has_cost = table.has_cost
     router.to(device)
     features_dev = features.to(device)
@@ -317,6 +323,7 @@ def train_router(
                 device,
                 progress,
                 provider,
+                warm,
             )
         )
     if show:
