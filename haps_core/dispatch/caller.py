@@ -179,6 +179,7 @@ class RoutedCaller(Generic[B, In]):
         sent_text: the text of everything an input sends (history, system and context too):
             what its input cost is counted on; default: the text routed on.
         recorder: writes one decision record per call (`haps_core.feedback.Recorder`); None: none.
+        exploration: passed to ``router.route`` when set (`haps_core.exploration`); None: greedy.
     """
 
     def __init__(
@@ -195,6 +196,7 @@ class RoutedCaller(Generic[B, In]):
         labels: tuple[str, str],
         sent_text: Callable[[In], str] | None = None,
         recorder: Recorder | None = None,
+        exploration: Any = None,
     ) -> None:
         check_router(router)
         check_pool(router.space.backend_names, backends, *labels)
@@ -208,11 +210,10 @@ class RoutedCaller(Generic[B, In]):
         self.cost_names = cost_names
         self.details = dict(details)
         self.sent_text = sent_text
-        self.recorder = recorder
+        self.recorder, self.exploration = recorder, exploration
         kinds = {name: type(backend).__name__ for name, backend in self.backends.items()}
         warn_unreachable(self.check(), kinds, "check_backends")
 
-    # -- routing ---------------------------------------------------------------------------
     def route(
         self, texts: list[str], costs: Costs, input_texts: list[str] | None = None
     ) -> list[RoutingDecision]:
@@ -226,6 +227,7 @@ class RoutedCaller(Generic[B, In]):
             self.backends,
             target_mean_cost=costs[2],
             input_texts=input_texts,
+            exploration=self.exploration,
         )
 
     def plan_batch(
@@ -278,7 +280,6 @@ class RoutedCaller(Generic[B, In]):
         """`plan` in a worker thread: the router's forward pass must not block the event loop."""
         return await asyncio.to_thread(self.plan, raw, read, requested, instance)
 
-    # -- one attempt -----------------------------------------------------------------------
     def prepare(self, cand: Alternative, plan: Plan[In], number: int) -> Prepared[B, In]:
         """The backend of ``cand`` with its parameters applied and its prompt style added."""
         if cand.backend not in self.backends:
@@ -380,7 +381,6 @@ class RoutedCaller(Generic[B, In]):
         answer = await self.acall(plan, first_chunk, policy)
         return Relay(*answer.output, answer.record, answer.attempts, rules)
 
-    # -- start-up report -------------------------------------------------------------------
     def check(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per backend and catalog parameter: the mechanism and whether it reaches the model."""
 

@@ -156,6 +156,7 @@ def route_checked(
     max_chars: int = MAX_ROUTING_CHARS,
     target_mean_cost: float | None = None,
     input_texts: Sequence[str] | None = None,
+    exploration: Any = None,
 ) -> list[RoutingDecision]:
     """``router.route`` (one forward pass for ``texts``), checked before anything is called.
 
@@ -164,7 +165,7 @@ def route_checked(
     on the whole of each text, or on ``input_texts`` (what each call sends in all) when given:
     ``input_texts=`` reaches the router only when that differs from what it routes on. Routing is among
     ``known_backends`` only (``backends=`` is passed when they are not the whole catalog;
-    ``target_mean_cost=`` only when set). A router that returns the
+    ``target_mean_cost=`` and ``exploration=`` only when set). A router that returns the
     wrong number of decisions, or names a backend the caller has no model for, is a bug in the
     router or its catalog; failing here names it, instead of a ``KeyError`` deep in a framework.
     A decision whose choice or runner-ups have a non-finite predicted quality or cost is logged:
@@ -182,6 +183,8 @@ def route_checked(
             extra["input_texts"] = sent
         if target_mean_cost is not None:
             extra["target_mean_cost"] = target_mean_cost
+        if exploration is not None:
+            extra["exploration"] = exploration
         if set(known_backends) != set(router.space.backend_names):
             extra["backends"] = sorted(known_backends)
         decisions = list(

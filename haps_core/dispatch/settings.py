@@ -22,6 +22,7 @@ from pydantic import (
 from tenacity import RetryCallState
 
 from haps_core.decision import RouterLike, check_budget, check_cost_weight
+from haps_core.exploration import check_exploration
 
 T = TypeVar("T")
 
@@ -193,6 +194,12 @@ class RoutingSettings(BaseModel):
     call_timeout: CallTimeout = Field(
         default=None,
         description="Seconds one backend call may take (a stream: until its first chunk); None: no limit.",
+    )
+    exploration: Annotated[Any, AfterValidator(check_exploration)] = Field(
+        default=None,
+        exclude=True,
+        description="An `haps_core.exploration.Exploration` (or a dict of its arguments): now and then "
+        "serve a drawn action, its propensity in the record; None (default): always the greedy choice.",
     )
 
     @model_validator(mode="after")

@@ -75,6 +75,8 @@ class HAPSRouter(nn.Module):
     ood_observed: torch.Tensor
     sample_scores: torch.Tensor
     action_stats: torch.Tensor
+    ood_mean: torch.Tensor
+    ood_precision: torch.Tensor
 
     def __init__(
         self,
@@ -122,11 +124,9 @@ class HAPSRouter(nn.Module):
         """A short summary (catalog size, encoder, architecture, training), not a module dump."""
         return router_repr(self)
 
-    # -- network ---------------------------------------------------------------------------
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
-        """Standardised features, clipped to +-FEATURE_CLIP standard deviations: a query unlike
-        every training query (another script, a huge length) must not drive the heads into
-        overflow (an infinite predicted cost), only to the edge of what they were trained on."""
+        """Standardised features, clipped to +-FEATURE_CLIP standard deviations (an odd query
+        must not drive the heads into overflow, only to the edge of their training range)."""
         x = (features - self.feature_mean) / self.feature_std
         return x.clamp(-FEATURE_CLIP, FEATURE_CLIP)
 

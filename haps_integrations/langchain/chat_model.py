@@ -183,6 +183,7 @@ class ChatHAPS(FeedbackMixin, RoutingSettings, BaseChatModel):
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, names, pinned
         )
         self._caller.recorder = recorder_for(self.store, self.router, "ChatHAPS")
+        self._caller.exploration = self.exploration
         return self
 
     @property

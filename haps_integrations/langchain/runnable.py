@@ -125,6 +125,7 @@ class HAPSRunnable(FeedbackMixin, RoutingSettings, RunnableSerializable[Language
             self.router, self.backends, self.prompt_styles, self.forwards_kwargs, _CONFIGURABLE_NAMES
         )
         self._caller.recorder = recorder_for(self.store, self.router, "HAPSRunnable")
+        self._caller.exploration = self.exploration
         return self
 
     # -- public helpers --------------------------------------------------------------------

@@ -182,6 +182,7 @@ class HAPSLLM(FeedbackMixin, FunctionCallingRouting, RoutingSettings, FunctionCa
             labels=("an LLM", "LLMs not in the catalog"),
             sent_text=sent_text,
             recorder=recorder_for(self.store, self.router, "HAPSLLM"),
+            exploration=self.exploration,
         )
         listen_to_queries()
         return self
