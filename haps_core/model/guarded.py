@@ -166,9 +166,10 @@ def guarded_route(
     cost weight, n_alternatives).
     """
     risk = check_risk(risk)
+    if ood_action is not None:  # a bad one is an error even when no query of this call is flagged
+        ood_actions(router, ood_action, 0.0)
     features = router.featurize(texts)
-    quality, cost = router.predict_features(features, text_counts(input_texts or texts))
-    spread = member_spread(router, features)
+    quality, cost, spread = router.predict_with_spread(features, text_counts(input_texts or texts))
     used = np.clip(quality - risk * spread, 0.0, 1.0) if risk else quality
     decisions = route_from_predictions(router.space, used, cost, cost_weight=cost_weight, allowed=pool, **kw)
     ev = evidence(router, features)

@@ -224,3 +224,15 @@ def input_model_of(router: Any) -> InputTokenModel:
         router.input_coef.double().cpu().numpy(),
         router.input_fitted.cpu().numpy() > 0.5,
     )
+
+
+def check_input_counts(input_counts: np.ndarray | None, n_calls: int) -> np.ndarray:
+    """`input_counts` when it gives the `text_counts` of each of `n_calls` calls, else a ValueError."""
+    if input_counts is None or len(input_counts) != n_calls:
+        got = "none" if input_counts is None else f"{len(input_counts)} rows"
+        msg = (
+            f"`input_counts` must give the text_counts of each of the {n_calls} calls "
+            f"(this router prices input tokens from the text), got {got}"
+        )
+        raise ValueError(msg)
+    return input_counts

@@ -34,11 +34,12 @@ from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
 from haps_core.model.describe import router_repr
 from haps_core.model.extend import add_backend, explore_only_mask
-from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
+from haps_core.model.fused import FusedRouterHeads, ensemble_mean, fuse_heads, weights_key
 from haps_core.model.guarded import guarded_route
 from haps_core.model.input_cost import (
     TEXT_COUNTS,
     InputTokenModel,
+    check_input_counts,
     input_model_of,
     set_input_buffers,
     text_counts,
@@ -185,13 +186,10 @@ class HAPSRouter(nn.Module):
     def featurize(self, texts: Sequence[str]) -> torch.Tensor:
         """Router input features of the query texts: embedding (+ structural features)."""
         if self.encoder is None:
-            msg = (
-                "this router has no encoder attached: call attach_encoder() or load it with from_pretrained()"
-            )
+            msg = "this router has no encoder attached: call attach_encoder() or from_pretrained()"
             raise RuntimeError(msg)
         return query_features(self.encoder, texts, self.config.use_structural)
 
-    @torch.no_grad()
     def predict_features(
         self, features: torch.Tensor | np.ndarray, input_counts: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -202,22 +200,24 @@ class HAPSRouter(nn.Module):
         cost. Through the fused inference heads, which have no dropout: the module's train/eval
         mode does not matter here (and is not toggled, which costs as much as the heads at batch 1).
         """
+        return self.predict_with_spread(features, input_counts)[:2]
+
+    @torch.inference_mode()
+    def predict_with_spread(
+        self, features: torch.Tensor | np.ndarray, input_counts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`predict_features` and the members' spread of predicted quality [n, A], in one pass."""
         x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)
-        q, c = self._inference_heads()(x)
+        q_members, c_members = self._inference_heads().member_outputs(x)
+        q, c = ensemble_mean(q_members, c_members)
         quality = torch.sigmoid(q).float().cpu().numpy()
+        spread = torch.sigmoid(q_members).float().std(0, unbiased=False).cpu().numpy()
         if not self.has_cost:
-            return quality, np.zeros_like(quality)
+            return quality, np.zeros_like(quality), spread
         cost = torch.exp(c).double().cpu().numpy()
         if self.input_model.active:
-            if input_counts is None or len(input_counts) != len(cost):
-                got = "none" if input_counts is None else f"{len(input_counts)} rows"
-                msg = (
-                    f"`input_counts` must give the text_counts of each of the {len(cost)} calls "
-                    f"(this router prices input tokens from the text), got {got}"
-                )
-                raise ValueError(msg)
-            cost = cost + self.input_cost(input_counts)
-        return quality, cost
+            cost = cost + self.input_cost(check_input_counts(input_counts, len(cost)))
+        return quality, cost, spread
 
     def _inference_heads(self) -> FusedRouterHeads:
         """The heads' fused inference path (`FusedRouterHeads`): the same outputs as `forward`
