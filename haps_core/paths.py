@@ -22,6 +22,11 @@ def default_router_dir() -> Path:
     return _PACKAGE / "default_router"
 
 
+def minilm_router_dir() -> Path:
+    """The shipped MiniLM-encoder variant of the default router (``"haps-default-minilm"``)."""
+    return _PACKAGE / "default_router_minilm"
+
+
 def packaged_data_dir() -> Path:
     """The copy of haps-bench shipped inside the package (logs, prices, licence, dataset card)."""
     return _PACKAGED_DATA

@@ -31,6 +31,7 @@ CARD_NAME = "README.md"
 ENCODER_DIR = "encoder"
 DEFAULT_ROUTER_NAMES = ("haps-default", "default")
 DEFAULT_ROUTER_NAME = DEFAULT_ROUTER_NAMES[0]
+MINILM_ROUTER_NAME = "haps-default-minilm"  # the same router over the MiniLM transformer encoder
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 ALLOW_PATTERNS = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, f"{ENCODER_DIR}/*"]
 CONFIG_KEYS = frozenset(
@@ -230,6 +231,8 @@ def card_load_name(target: Path, repo_id: str | None) -> str | None:
     """What the card's loading snippet names: `repo_id`, or the shipped default's name for its folder."""
     if repo_id is None and target == paths.default_router_dir():
         return DEFAULT_ROUTER_NAME
+    if repo_id is None and target == paths.minilm_router_dir():
+        return MINILM_ROUTER_NAME
     return repo_id
 
 

@@ -19,6 +19,7 @@ from haps_core.hub.files import (
     DEFAULT_ROUTER_NAME,
     DEFAULT_ROUTER_NAMES,
     ENCODER_DIR,
+    MINILM_ROUTER_NAME,
     PICKLE_SUFFIXES,
     WEIGHTS_NAME,
     interrupted_save_backups,
@@ -89,9 +90,9 @@ def resolve_router_folder(
         msg = f"`name_or_path` must be 'haps-default', a folder or an 'org/name' repo id, got {name!r}"
         raise ValueError(msg)
     offline = bool(local_files_only) or hub_offline()
-    if name in DEFAULT_ROUTER_NAMES:
+    if name in (*DEFAULT_ROUTER_NAMES, MINILM_ROUTER_NAME):
         _no_revision(revision, "the shipped default router")
-        folder = paths.default_router_dir()
+        folder = paths.minilm_router_dir() if name == MINILM_ROUTER_NAME else paths.default_router_dir()
         if not (folder / CONFIG_NAME).is_file():
             msg = f"the shipped default router is missing from {folder}: run `make default-router`"
             raise CheckpointError(msg)

@@ -1,6 +1,6 @@
 """The shipped default router's decisions are pinned byte for byte (refactors must not move them).
 
-REAL: the default router shipped in the package (MiniLM encoder, safetensors weights), the
+REAL: the default router shipped in the package (static-minilm encoder, safetensors weights), the
 `haps route` CLI and `HAPSRouter.route`. The pinned files in tests/data hold its decisions on
 cookbook/sample_queries.jsonl at cost weights 0, 20 and 200, with every runner-up; only a commit
 that changes the router on purpose rewrites them (`python scripts/pin_default_router.py`).

@@ -75,26 +75,31 @@ def test_issue15_ood_flags_chat_and_coding_but_few_dev_queries(bench, caplog):
     assert ev is not None and ev.flagged.mean() <= 0.05, ev.flagged.mean()
     safe = router.route(CHAT_AND_CODE[:4], cost_weight=0.0, ood_action="gpt-35-turbo")
     assert all(d.backend == "gpt-35-turbo" for d in safe if d.ood)
-    # the model's own choice is kept as the first runner-up for fallback
-    own = router.route(CHAT_AND_CODE[:1], cost_weight=0.0, ood_action=decisions[0].action_index + 1)[0]
-    assert own.action_index == decisions[0].action_index + 1
+    # a flagged query gets the asked OOD action (here: not the default one)
+    i = next(j for j, d in enumerate(decisions) if d.ood)
+    own = router.route(CHAT_AND_CODE[i : i + 1], cost_weight=0.0, ood_action=best + 1)[0]
+    assert own.ood and own.action_index == best + 1
     with pytest.raises(ValueError, match="ood_action"):
         router.route(CHAT_AND_CODE[:1], ood_action="no-such-backend")
 
 
 def test_issue15_in_distribution_decisions_unchanged(bench):
-    router, *_ = bench
+    """A query that is not flagged gets the plain model's decision, field for field; of real
+    held-out exam queries (haps-bench dev, never trained on) at most 5% are flagged."""
+    router, log, _, dev = bench
     plain = HAPSRouter.from_pretrained("haps-default")
+    plain.ood_stats = None  # the model alone: no OOD policy
     lines = Path("cookbook/sample_queries.jsonl").read_text().splitlines()
-    samples = [json.loads(line) for line in lines]
-    texts = [s["query"] for s in samples]
+    samples = [json.loads(line)["query"] for line in lines]
+    held_out = [log.queries[i] for i in np.flatnonzero(dev)[:80]]
+    texts = samples + held_out
     for weight in (0.0, 20.0, 200.0):
-        for s, a, b in zip(samples, router.route(texts, weight), plain.route(texts, weight)):
-            if "Choices:" in s["query"] or "Passage" in s["query"]:
-                assert not a.ood, s["id"]
+        guarded, bare = router.route(texts, weight), plain.route(texts, weight)
+        assert sum(d.ood for d in guarded[len(samples) :]) <= 0.05 * len(held_out)
+        for text, a, b in zip(texts, guarded, bare):
             if not a.ood:
                 keep = {k: v for k, v in a.to_dict().items() if k in b.to_dict()}
-                assert keep == b.to_dict(), s["id"]
+                assert keep == b.to_dict(), text[:60]
 
 
 def test_issue15_confidence_coverage_and_risk(bench, caplog):
