@@ -7,7 +7,7 @@ identical; "fp32" restores the original weights' precision. An embedding cache a
 encoder is kept, under the new encoder's own fingerprint (vectors of different precisions never mix).
 """
 
-from haps_core.encoders import PRECISIONS, CachedEncoder, Precision, QueryEncoder, optimize_encoder
+from haps_core.encoders import PRECISIONS, CachedEncoder, HFEncoder, Precision, QueryEncoder, optimize_encoder
 
 
 def encoder_at_precision(
@@ -23,5 +23,12 @@ def encoder_at_precision(
     cached = encoder if isinstance(encoder, CachedEncoder) else None
     base = cached.encoder if cached is not None else encoder
     base = getattr(base, "source", base)  # start from float32 again, whatever was set
+    if not isinstance(base, HFEncoder):  # e.g. a static encoder: a lookup table, no layers
+        msg = (
+            f"`precision`={precision!r} applies to transformer encoders; this router's encoder "
+            f"{base.encoder_id!r} is not one (a static encoder is a lookup table, already fast): "
+            "leave the precision as it is, or load a transformer router such as 'haps-default-minilm'"
+        )
+        raise ValueError(msg)
     fast = base if precision == "fp32" and not compile else optimize_encoder(base, precision, compile)
     return CachedEncoder(fast, cached.directory.parent) if cached is not None else fast

@@ -39,3 +39,9 @@ def test_issue18_fit_ood_rejects_unknown_methods_and_bad_shrinkage():
         fit_ood(router, None, method="lof")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`shrinkage` must be a finite number > 0, got 0"):
         fit_ood(router, None, shrinkage=0.0)  # type: ignore[arg-type]
+
+
+def test_issue18_encoder_precision_on_the_static_router_is_a_clear_error():
+    router = HAPSRouter.from_pretrained("haps-default")
+    with pytest.raises(ValueError, match="`precision`='int8' applies to transformer encoders.*static-minilm"):
+        router.set_encoder_precision("int8")

@@ -94,13 +94,15 @@ def tiny_router(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shipped_router(tmp_path_factory):
     """The REAL shipped default router's weights (haps_core/default_router: 9 backends, 162
-    actions) with a tiny random 384-dim BERT in place of MiniLM (FAKE encoder, for speed): the
-    checkpoint's feature normalisation and heads are the ones users get."""
+    actions) with a tiny random BERT of the router's embedding width in place of its encoder
+    (FAKE encoder, for speed): the checkpoint's feature normalisation and heads are the ones
+    users get."""
     from haps_core.encoders import load_encoder
     from haps_core.model import load_router_folder
     from haps_core.paths import default_router_dir
     from tests.helpers.tiny_models import make_tiny_bert
 
     router = load_router_folder(default_router_dir(), load_encoder=False)
-    encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert384"), hidden=384)), device="cpu")
+    width = router.config.embed_dim
+    encoder = load_encoder(str(make_tiny_bert(tmp_path_factory.mktemp("bert"), hidden=width)), device="cpu")
     return router.attach_encoder(encoder)
