@@ -42,7 +42,9 @@ _LATEX = re.compile(r"\$|\\frac|\\sqrt|\\begin")
 
 
 def _script_fractions(text: str) -> tuple[float, float, float, float]:
-    letters = [ch for ch in text if ch.isalpha()]
+    if text.isascii():  # no letter beyond ASCII: every fraction is 0 (the common case, fast)
+        return 0.0, 0.0, 0.0, 0.0
+    letters = list(filter(str.isalpha, text))
     if not letters:
         return 0.0, 0.0, 0.0, 0.0
     n = len(letters)
@@ -59,12 +61,12 @@ def structural_features(texts: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(texts), len(STRUCTURAL_FEATURES)), dtype=np.float32)
     for i, text in enumerate(texts):
         n_chars = len(text)
-        letters = sum(ch.isalpha() for ch in text) or 1
+        letters = sum(map(str.isalpha, text)) or 1  # map over a builtin: the same counts, faster
         out[i] = (
             math.log1p(n_chars),
             math.log1p(len(text.split())),
             math.log1p(text.count("\n")),
-            sum(ch.isdigit() for ch in text) / max(n_chars, 1),
+            sum(map(str.isdigit, text)) / max(n_chars, 1),
             math.log1p(len(_MATH.findall(text))),
             float(bool(_LATEX.search(text))),
             math.log1p(len(_CODE.findall(text))),
@@ -72,7 +74,7 @@ def structural_features(texts: Sequence[str]) -> np.ndarray:
             float(bool(_WH.search(text))),
             math.log1p(len(_CHOICE.findall(text))),
             float("context:" in text.lower() or "passage" in text.lower()),
-            sum(ch.isupper() for ch in text) / letters,
+            sum(map(str.isupper, text)) / letters,
             *_script_fractions(text),
         )
     return out
