@@ -30,6 +30,15 @@ from haps_integrations.llamaindex.tools import (
 logger = logging.getLogger(__name__)
 
 
+def _tool_options(verbose: bool, allow_parallel_tool_calls: bool, tool_required: bool) -> dict[str, Any]:
+    """The ``with_tools`` options every ``*_chat_with_tools`` passes on to the backends."""
+    return {
+        "verbose": verbose,
+        "allow_parallel_tool_calls": allow_parallel_tool_calls,
+        "tool_required": tool_required,
+    }
+
+
 def _messages(
     user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None
 ) -> list[ChatMessage]:
@@ -87,11 +96,7 @@ class FunctionCallingRouting:
         **kwargs: Any,
     ) -> ChatResponse:
         """Routes among the tool-capable backends; the chosen one's ``chat_with_tools`` answers."""
-        options = {
-            "verbose": verbose,
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-        }
+        options = _tool_options(verbose, allow_parallel_tool_calls, tool_required)
         return marked(self._bound(tools, options).chat(_messages(user_msg, chat_history), **kwargs))
 
     async def achat_with_tools(
@@ -105,11 +110,7 @@ class FunctionCallingRouting:
         **kwargs: Any,
     ) -> ChatResponse:
         """Async `chat_with_tools`."""
-        options = {
-            "verbose": verbose,
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-        }
+        options = _tool_options(verbose, allow_parallel_tool_calls, tool_required)
         return marked(await self._bound(tools, options).achat(_messages(user_msg, chat_history), **kwargs))
 
     def stream_chat_with_tools(
@@ -123,11 +124,7 @@ class FunctionCallingRouting:
         **kwargs: Any,
     ) -> ChatResponseGen:
         """Streaming `chat_with_tools` (the fallback rules of ``stream_chat``)."""
-        options = {
-            "verbose": verbose,
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-        }
+        options = _tool_options(verbose, allow_parallel_tool_calls, tool_required)
         return marked_stream(
             self._bound(tools, options).stream_chat(_messages(user_msg, chat_history), **kwargs)
         )
@@ -143,11 +140,7 @@ class FunctionCallingRouting:
         **kwargs: Any,
     ) -> ChatResponseAsyncGen:
         """Async streaming `chat_with_tools` (what ``FunctionAgent`` calls)."""
-        options = {
-            "verbose": verbose,
-            "allow_parallel_tool_calls": allow_parallel_tool_calls,
-            "tool_required": tool_required,
-        }
+        options = _tool_options(verbose, allow_parallel_tool_calls, tool_required)
         llm = self._bound(tools, options)
         return amarked_stream(await llm.astream_chat(_messages(user_msg, chat_history), **kwargs))
 
