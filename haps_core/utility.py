@@ -58,9 +58,11 @@ def choose(
     # Such actions rank below every finite utility, yet above the actions `allowed` excludes.
     u = np.where(np.isfinite(u), u, -np.finfo(float).max)
     # Ties (within float noise) go to the cheaper action: subtract a tiny cost-proportional term
-    # (a non-finite cost counts as the most expensive).
+    # (a non-finite cost counts as the most expensive), scaled per row, so that a query's choice
+    # never depends on the other rows of the call.
     finite_cost = np.isfinite(cost)
-    scale = max(float(np.max(np.abs(cost), where=finite_cost, initial=0.0)), 1e-12)
+    row_max = np.max(np.abs(cost), axis=-1, keepdims=True, where=finite_cost, initial=0.0)
+    scale = np.maximum(row_max, 1e-12)
     u = u - 1e-9 * np.where(finite_cost, cost / scale, 2.0)
     if allowed is not None:
         if not np.any(allowed):

@@ -165,9 +165,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     reference = router.reference_predictions() if target is not None and not guarded else None
     lines, explanations = [], []
     for w in weights if weights is not None else [None if target is not None else router.default_cost_weight]:
+        batched = _guarded_batches(router, items, pool, w, cap, target, args.explain) if guarded else None
         for i, it in enumerate(items):
-            # one query per call: the tie-break towards cheaper actions scales with the costs of
-            # a call's rows, so a decision never depends on the other queries of the file
+            # a decision never depends on the other queries of the file (per-row tie-breaks)
             allowed = pool
             if it["backends"] is not None:
                 mine = np.array([a.backend in it["backends"] for a in router.space.actions])
@@ -175,15 +175,8 @@ def cmd_route(args: argparse.Namespace) -> int:
                 if not allowed.any():
                     msg = f"query {it['id']!r}: none of its `backends` is in `--backends`"
                     raise UsageError(msg)
-            if guarded:  # OOD policy, evidence and explanations (haps_core.model.guarded)
-                names = (
-                    None
-                    if allowed is None
-                    else sorted({a.backend for a, k in zip(router.space.actions, allowed) if k})
-                )
-                (decision,) = router.route(
-                    [it["query"]], w, cap, target_mean_cost=target, backends=names, explain=args.explain
-                )
+            if batched is not None:  # OOD policy, evidence and explanations (haps_core.model.guarded)
+                decision = batched[i]
             else:
                 assert quality is not None and cost is not None
                 (decision,) = route_from_predictions(
@@ -208,3 +201,37 @@ def cmd_route(args: argparse.Namespace) -> int:
     if args.output not in (None, STDIO) and not args.quiet:
         print(f"wrote {len(lines)} decisions to {args.output}", file=sys.stderr)
     return 0
+
+
+def _guarded_batches(
+    router: Any,
+    items: list[dict[str, Any]],
+    pool: np.ndarray | None,
+    w: Any,
+    cap: Any,
+    target: Any,
+    explain: bool,
+) -> list[Any]:
+    """Each item's decision through `HAPSRouter.route` (OOD policy, evidence, explanations): one
+    call per distinct backend pool, which `route` keeps independent of the other queries."""
+    groups: dict[tuple[str, ...] | None, list[int]] = {}
+    for i, it in enumerate(items):
+        allowed = pool
+        if it["backends"] is not None:
+            mine = np.array([a.backend in it["backends"] for a in router.space.actions])
+            allowed = mine if pool is None else mine & pool
+            if not allowed.any():
+                msg = f"query {it['id']!r}: none of its `backends` is in `--backends`"
+                raise UsageError(msg)
+        key = None
+        if allowed is not None:
+            key = tuple(sorted({a.backend for a, k in zip(router.space.actions, allowed) if k}))
+        groups.setdefault(key, []).append(i)
+    out: list[Any] = [None] * len(items)
+    for key, rows in groups.items():
+        texts = [items[i]["query"] for i in rows]
+        names = None if key is None else list(key)
+        decisions = router.route(texts, w, cap, target_mean_cost=target, backends=names, explain=explain)
+        for i, d in zip(rows, decisions):
+            out[i] = d
+    return out
