@@ -164,17 +164,12 @@ def cmd_route(args: argparse.Namespace) -> int:
     quality, cost = router.predict(texts) if not guarded else (None, None)
     reference = router.reference_predictions() if target is not None and not guarded else None
     lines, explanations = [], []
+    pools = [_item_pool(router, it, pool) for it in items]
     for w in weights if weights is not None else [None if target is not None else router.default_cost_weight]:
-        batched = _guarded_batches(router, items, pool, w, cap, target, args.explain) if guarded else None
+        batched = _guarded_batches(router, items, pools, w, cap, target, args.explain) if guarded else None
         for i, it in enumerate(items):
             # a decision never depends on the other queries of the file (per-row tie-breaks)
-            allowed = pool
-            if it["backends"] is not None:
-                mine = np.array([a.backend in it["backends"] for a in router.space.actions])
-                allowed = mine if pool is None else mine & pool
-                if not allowed.any():
-                    msg = f"query {it['id']!r}: none of its `backends` is in `--backends`"
-                    raise UsageError(msg)
+            allowed = pools[i]
             if batched is not None:  # OOD policy, evidence and explanations (haps_core.model.guarded)
                 decision = batched[i]
             else:
@@ -203,10 +198,22 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def _item_pool(router: Any, item: dict[str, Any], pool: np.ndarray | None) -> np.ndarray | None:
+    """The actions one query may get: `--backends` and the query's own `backends` (None: all)."""
+    if item["backends"] is None:
+        return pool
+    mine = np.array([a.backend in item["backends"] for a in router.space.actions])
+    allowed = mine if pool is None else mine & pool
+    if not allowed.any():
+        msg = f"query {item['id']!r}: none of its `backends` is in `--backends`"
+        raise UsageError(msg)
+    return allowed
+
+
 def _guarded_batches(
     router: Any,
     items: list[dict[str, Any]],
-    pool: np.ndarray | None,
+    pools: list[np.ndarray | None],
     w: Any,
     cap: Any,
     target: Any,
@@ -215,14 +222,7 @@ def _guarded_batches(
     """Each item's decision through `HAPSRouter.route` (OOD policy, evidence, explanations): one
     call per distinct backend pool, which `route` keeps independent of the other queries."""
     groups: dict[tuple[str, ...] | None, list[int]] = {}
-    for i, it in enumerate(items):
-        allowed = pool
-        if it["backends"] is not None:
-            mine = np.array([a.backend in it["backends"] for a in router.space.actions])
-            allowed = mine if pool is None else mine & pool
-            if not allowed.any():
-                msg = f"query {it['id']!r}: none of its `backends` is in `--backends`"
-                raise UsageError(msg)
+    for i, allowed in enumerate(pools):
         key = None
         if allowed is not None:
             key = tuple(sorted({a.backend for a, k in zip(router.space.actions, allowed) if k}))
