@@ -6,7 +6,6 @@ Query features describe only what the user sends; nothing from a log's outcome c
 
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from haps_core.catalog import Action, RoutingSpace
+from haps_core.charstats import char_stats
 
 STRUCTURAL_FEATURES = (
     "log_chars",
@@ -36,48 +36,72 @@ STRUCTURAL_FEATURES = (
 
 _WH = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
 _CHOICE = re.compile(r"(^|\n)\s*(\(?[A-Ea-e][\):.]|choices?:)", re.IGNORECASE)
-_MATH = re.compile(r"[=+\-*/^<>%]|\d\s*[x\u00d7]\s*\d")
+# "3 x 4": the part of the math-symbol count that is not a single character (=+-*/^<>%, which
+# `charstats` counts); the two never share a character, so their counts add up.
+_TIMES = re.compile("\\d\\s*[x\u00d7]\\s*\\d")
 _CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|;\s*$|\{|\}|#include|=>", re.MULTILINE)
+# Every match of _CODE contains one of these: a text with none of them has no match.
+_CODE_HINTS = ("`", "def ", "class ", "return", ";", "{", "}", "#include", "=>")
 _LATEX = re.compile(r"\$|\\frac|\\sqrt|\\begin")
 
 
-def _script_fractions(text: str) -> tuple[float, float, float, float]:
-    if text.isascii():  # no letter beyond ASCII: every fraction is 0 (the common case, fast)
-        return 0.0, 0.0, 0.0, 0.0
-    letters = list(filter(str.isalpha, text))
-    if not letters:
-        return 0.0, 0.0, 0.0, 0.0
-    n = len(letters)
-    non_ascii = sum(ord(ch) > 127 for ch in letters) / n
-    names = [unicodedata.name(ch, "") for ch in letters if ord(ch) > 127]
-    cjk = sum(nm.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL")) for nm in names) / n
-    cyr = sum(nm.startswith("CYRILLIC") for nm in names) / n
-    arab = sum(nm.startswith("ARABIC") for nm in names) / n
-    return non_ascii, cjk, cyr, arab
+def _regex_features(text: str) -> tuple[int, bool, int, bool, int, bool]:
+    """(`3 x 4` products, latex, code markers, wh-question, choices, context) of one text.
+
+    Each regular expression runs only when a substring every one of its matches contains is
+    present (the same result, without scanning most texts).
+    """
+    low = text.lower()
+    times = len(_TIMES.findall(text)) if ("x" in text or "\u00d7" in text) else 0
+    code = len(_CODE.findall(text)) if any(h in text for h in _CODE_HINTS) else 0
+    # a WH word starts with "wh" or is "how", whatever its case ("w", "h", "o" fold to nothing else)
+    wh = ("wh" in low or "how" in low) and bool(_WH.search(text))
+    return (
+        times,
+        bool(_LATEX.search(text)),
+        code,
+        wh,
+        len(_CHOICE.findall(text)),
+        "context:" in low or "passage" in low,
+    )
 
 
 def structural_features(texts: Sequence[str]) -> np.ndarray:
-    """[n, len(STRUCTURAL_FEATURES)] float32 features of the query texts (unnormalised)."""
-    out = np.zeros((len(texts), len(STRUCTURAL_FEATURES)), dtype=np.float32)
-    for i, text in enumerate(texts):
-        n_chars = len(text)
-        letters = sum(map(str.isalpha, text)) or 1  # map over a builtin: the same counts, faster
-        out[i] = (
-            math.log1p(n_chars),
-            math.log1p(len(text.split())),
-            math.log1p(text.count("\n")),
-            sum(map(str.isdigit, text)) / max(n_chars, 1),
-            math.log1p(len(_MATH.findall(text))),
-            float(bool(_LATEX.search(text))),
-            math.log1p(len(_CODE.findall(text))),
-            math.log1p(text.count("?")),
-            float(bool(_WH.search(text))),
-            math.log1p(len(_CHOICE.findall(text))),
-            float("context:" in text.lower() or "passage" in text.lower()),
-            sum(map(str.isupper, text)) / letters,
-            *_script_fractions(text),
-        )
-    return out
+    """[n, len(STRUCTURAL_FEATURES)] float32 features of the query texts (unnormalised).
+
+    Character counts come from one vectorised pass over the batch (`haps_core.charstats`); the
+    few pattern features run per text.
+    """
+    n = len(texts)
+    if not n:
+        return np.zeros((0, len(STRUCTURAL_FEATURES)), dtype=np.float32)
+    st = char_stats(texts)
+    rx = np.array([_regex_features(t) for t in texts], dtype=np.float64).reshape(n, 6)
+    chars = st.chars.astype(np.float64)
+    letters = np.maximum(st.alpha, 1).astype(np.float64)
+    script_letters = letters  # the script fractions are shares of the letters (0 without any)
+    out = np.stack(
+        [
+            np.log1p(chars),
+            np.log1p(st.words),
+            np.log1p(st.newlines),
+            st.digits / np.maximum(chars, 1.0),
+            np.log1p(st.math_chars + rx[:, 0]),
+            rx[:, 1],
+            np.log1p(rx[:, 2]),
+            np.log1p(st.question_marks),
+            rx[:, 3],
+            np.log1p(rx[:, 4]),
+            rx[:, 5],
+            st.upper / letters,
+            st.non_ascii_alpha / script_letters,
+            st.cjk / script_letters,
+            st.cyrillic / script_letters,
+            st.arabic / script_letters,
+        ],
+        axis=1,
+    )
+    return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,13 +6,16 @@ tokenising (the Rust ``tokenizers`` library) plus one ``embedding_bag``. This mo
 imports transformers; the distilled files are built once into the HAPS cache on first use.
 """
 
+import filecmp
 import json
 import logging
 import os
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -20,6 +23,7 @@ from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.distill import CONFIG_FILE, RECIPE_VERSION, TOKENIZER_FILE, WEIGHTS_FILE
 from haps_core.encoders.local import DEFAULT_ENCODER_ID, default_model_path
 from haps_core.paths import default_cache_dir
+from haps_core.wordpiece import tokenizer_path, wordpiece_ids
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class StaticEncoder(QueryEncoder):
         unk = self.tokenizer.token_to_id("[UNK]")
         self._unk = int(unk) if unk is not None and unk < self.embeddings.shape[0] else 0
         self._encoder_id = encoder_id
+        self._shares_wordpiece = _same_file(self.folder / TOKENIZER_FILE, tokenizer_path)
         logger.info("Loaded static encoder %s (dim=%d) from %s", encoder_id, self.dim, self.folder)
 
     @property
@@ -88,19 +93,43 @@ class StaticEncoder(QueryEncoder):
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """The token ids each text is averaged over (no special tokens; out-of-range ids: [UNK])."""
-        limit = self.embeddings.shape[0]
-        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [[i if i < limit else self._unk for i in e.ids] or [self._unk] for e in encoded]
+        flat, lengths = self._flat_ids(texts)
+        bounds = np.cumsum(lengths)[:-1]
+        return [row.tolist() for row in np.split(flat, bounds)]
+
+    def _raw_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._shares_wordpiece:  # the same ids the input-cost counts need: tokenised once
+            return wordpiece_ids(texts)
+        return [e.ids for e in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+    def _flat_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All texts' ids end to end (an empty text: one [UNK]) and each text's count."""
+        ids = self._raw_ids(texts)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        if not lengths.all():
+            ids = [row or [self._unk] for row in ids]
+            lengths = np.maximum(lengths, 1)
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        flat[flat >= self.embeddings.shape[0]] = self._unk
+        return flat, lengths
 
     def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
-        ids = self.token_ids(texts)
-        offsets = [0]
-        for row in ids[:-1]:
-            offsets.append(offsets[-1] + len(row))
-        flat = torch.tensor([i for row in ids for i in row], dtype=torch.long)
+        flat, lengths = self._flat_ids(texts)
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
         with torch.no_grad():
-            pooled = F.embedding_bag(flat, self.embeddings, torch.tensor(offsets), mode="mean")
+            pooled = F.embedding_bag(
+                torch.from_numpy(flat), self.embeddings, torch.from_numpy(offsets), mode="mean"
+            )
             return F.normalize(pooled, p=2, dim=-1)
+
+
+def _same_file(path: Path, other: Any) -> bool:
+    """Whether `path` has the bytes of the file `other()` names (False when that is missing)."""
+    try:
+        return filecmp.cmp(path, other(), shallow=False)
+    except (OSError, ImportError):
+        return False
 
 
 def static_encoder_dir(cache_root: Path | None = None) -> Path:

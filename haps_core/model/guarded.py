@@ -180,17 +180,24 @@ def guarded_route(
     )
     if kw.get("max_cost_per_query") is not None:
         mask, _ = cap_mask(cost, float(kw["max_cost_per_query"]), mask)
+    rows = np.arange(len(decisions))
+    chosen = np.array([d.action_index for d in decisions], dtype=np.int64)
+    lam = np.array([d.cost_weight for d in decisions], dtype=np.float64)
+    # each row's utilities over its allowed actions, and the best of the others (the margin)
+    utility = np.where(mask, used - lam[:, None] * cost, -np.inf)
+    own = utility[rows, chosen]
+    utility[rows, chosen] = -np.inf
+    runner_up = utility.max(axis=1, initial=-np.inf)
+    margins = own - runner_up
+    confidence = np.clip(1.0 - 2.0 * spread[rows, chosen], 0.0, 1.0)
     out = []
     for i, d in enumerate(decisions):
-        a, lam = d.action_index, d.cost_weight
-        utility = np.where(mask[i], used[i] - lam * cost[i], -np.inf)
-        others = np.delete(utility, a)
-        margin = float(utility[a] - others.max()) if np.isfinite(others).any() else None
         extra: dict[str, Any] = {
-            "confidence": float(np.clip(1.0 - 2.0 * spread[i, a], 0.0, 1.0)),
-            "margin": margin,
+            "confidence": float(confidence[i]),
+            "margin": float(margins[i]) if np.isfinite(runner_up[i]) else None,
         }
         if ev is not None:
+            a = d.action_index
             extra.update(
                 coverage=float(ev.coverage[i, a]), ood=bool(ev.flagged[i]), ood_score=float(ev.score[i])
             )

@@ -9,9 +9,7 @@ over concatenation, so a 200,000-token prompt costs what it costs, however littl
 query encoder reads. Only the output side of the cost is left to the router's head.
 """
 
-import functools
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +18,9 @@ import numpy as np
 import torch
 
 from haps_core.catalog import RoutingSpace
+from haps_core.charstats import char_stats
 from haps_core.text import replace_surrogates
+from haps_core.wordpiece import wordpiece_ids
 
 logger = logging.getLogger(__name__)
 
@@ -47,62 +47,41 @@ MIN_ROWS = 10
 # scaled by characters beyond: a bounded cost on the request path for a prompt of any length.
 WORDPIECE_CHARS = 4_000_000
 
-_WORD_RUN = re.compile(r"\w+")
-_PUNCT = re.compile(r"[^\w\s]")
-_PUNCT_RUN = re.compile(r"[^\w\s]+")
-_DIGIT = re.compile(r"\d")
-_DIGIT_RUN = re.compile(r"\d+")
-_UPPER = re.compile(r"[A-Z]")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-
-
-@functools.lru_cache(maxsize=1)
-def _wordpiece() -> Any:
-    """The bundled MiniLM's WordPiece tokenizer (a real subword tokenizer, always installed).
-
-    Read with the Rust ``tokenizers`` library, not transformers: routing must not import it.
-    """
-    from tokenizers import Tokenizer
-
-    from haps_core.encoders.load import default_model_path
-
-    tokenizer = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer
-
 
 def _wordpieces(texts: Sequence[str]) -> np.ndarray:
     heads = [replace_surrogates(t[:WORDPIECE_CHARS]) for t in texts]  # tokenizers refuse them
-    ids = [e.ids for e in _wordpiece().encode_batch(heads, add_special_tokens=False)]
-    n = np.array([len(i) for i in ids], dtype=np.float64)
+    n = np.fromiter(map(len, wordpiece_ids(heads)), dtype=np.float64, count=len(heads))
     scale = np.array([len(t) / max(len(h), 1) for t, h in zip(texts, heads, strict=True)])
     return n * scale
 
 
 def text_counts(texts: Sequence[str]) -> np.ndarray:
-    """[n, len(TEXT_COUNTS)] float64 counts of each text (each one additive over concatenation)."""
+    """[n, len(TEXT_COUNTS)] float64 counts of each text (each one additive over concatenation).
+
+    The character counts come from one vectorised pass (`haps_core.charstats`) and equal the
+    regular-expression counts their names say (``\\w+`` runs, ``[^\\w\\s]``, ``\\d``, ...).
+    """
     out = np.zeros((len(texts), len(TEXT_COUNTS)), dtype=np.float64)
-    for i, t in enumerate(texts):
-        runs = _WORD_RUN.findall(t)
-        lengths = np.fromiter((len(w) for w in runs), dtype=np.int64, count=len(runs))
-        out[i, :-1] = (
-            len(t),
-            len(t.split()),
-            len(runs),
-            len(_PUNCT.findall(t)),
-            len(_DIGIT.findall(t)),
-            t.count("\n"),
-            len(_NON_ASCII.findall(t)),
-            len(_UPPER.findall(t)),
-            len(_DIGIT_RUN.findall(t)),
-            len(_PUNCT_RUN.findall(t)),
-            np.maximum(lengths - 6, 0).sum(),
-            np.maximum(lengths - 10, 0).sum(),
-            (lengths <= 3).sum(),
-        )
-    if len(texts):
-        out[:, -1] = _wordpieces(texts)
+    if not len(texts):
+        return out
+    st = char_stats(texts)
+    columns = (
+        st.chars,
+        st.words,
+        st.word_runs,
+        st.punctuation,
+        st.decimals,
+        st.newlines,
+        st.non_ascii,
+        st.ascii_upper,
+        st.decimal_runs,
+        st.punctuation_runs,
+        st.long_word_excess,
+        st.very_long_word_excess,
+        st.short_words,
+    )
+    out[:, :-1] = np.stack(columns, axis=1)
+    out[:, -1] = _wordpieces(texts)
     return out
 
 

@@ -141,22 +141,51 @@ def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evide
     stats = router.ood_stats
     if stats is None or not len(router.ood_bank):
         return None
-    bank = router.ood_bank.cpu().numpy()
+    arrays = _statistics_arrays(router)
     emb = unit_embeddings(router, features)
-    idx, sim = neighbours(bank, emb, stats.k)
-    if stats.method == "mahalanobis" and len(router.ood_precision):
-        score = mahalanobis(emb, router.ood_mean.cpu().numpy(), router.ood_precision.cpu().numpy())
+    idx, sim = neighbours(arrays.bank, emb, stats.k)
+    if stats.method == "mahalanobis" and arrays.precision is not None:
+        score = mahalanobis(emb, arrays.mean, arrays.precision)
     else:
         score = 1.0 - sim.mean(axis=1)
-    observed = router.ood_observed.cpu().numpy().astype(np.float64)
-    coverage = observed[idx].mean(axis=1)
+    coverage = arrays.observed[idx].mean(axis=1)
     return Evidence(score, score > stats.threshold, idx, sim, coverage)
+
+
+@dataclass(frozen=True)
+class _StatisticsArrays:
+    """The statistics buffers as the numpy arrays `evidence` computes with (converted once)."""
+
+    key: tuple[Any, ...]
+    bank: np.ndarray  # [N, D] float32
+    observed: np.ndarray  # [N, A] float64
+    mean: np.ndarray  # [1, D] float64
+    precision: np.ndarray | None  # [D, D] float64, None without Mahalanobis statistics
+
+
+def _statistics_arrays(router: "HAPSRouter") -> _StatisticsArrays:
+    """The router's statistics as numpy arrays, rebuilt only when a buffer changed (converting
+    them costs more than scoring one query)."""
+    tensors = (router.ood_bank, router.ood_observed, router.ood_mean, router.ood_precision)
+    key = tuple((id(t), t._version, str(t.device)) for t in tensors)
+    held = router.__dict__.get("_statistics_arrays")
+    if held is not None and held.key == key:
+        return held
+    arrays = _StatisticsArrays(
+        key,
+        router.ood_bank.detach().cpu().numpy(),
+        router.ood_observed.detach().cpu().numpy().astype(np.float64),
+        router.ood_mean.detach().cpu().numpy().astype(np.float64),
+        router.ood_precision.detach().cpu().numpy().astype(np.float64) if len(router.ood_precision) else None,
+    )
+    router.__dict__["_statistics_arrays"] = arrays
+    return arrays
 
 
 def mahalanobis(emb: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """[n] squared Mahalanobis distances of rows of `emb` to `mean` ([1, D]) under `precision`."""
-    d = emb.astype(np.float64) - mean.astype(np.float64)
-    return np.einsum("ij,jk,ik->i", d, precision.astype(np.float64), d)
+    d = emb.astype(np.float64) - mean.astype(np.float64, copy=False)
+    return np.einsum("ij,ij->i", d @ precision.astype(np.float64, copy=False), d)
 
 
 def gaussian_fit(emb: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
