@@ -51,12 +51,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from haps_core import HAPSRouter
+from haps_core import HAPSRouter, wordpiece
 from haps_core.decision import cost_weight_grid
 from haps_core.encoders import CachedEncoder, HFEncoder, bf16_supported, optimize_encoder
 from haps_core.features import structural_features
 from haps_core.memo import clear_all
 from haps_core.model.input_cost import text_counts
+from haps_core.wordpiece import clear_chunks, wordpiece_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 8, 64, 256)
@@ -67,6 +68,7 @@ FLOOR_QPS = 3000.0  # issue 18's floors
 FLOOR_TOKENIZER_RATIO = 2.0
 FLOOR_P50_MS = 1.0
 FLOOR_COLD_RATIO = 1.5
+N_PASSES = 5  # floors: passes over the timed queries (q/s from the fastest, ratios their median)
 
 
 def peak_rss_mb() -> float:
@@ -133,7 +135,25 @@ def workloads(n: int) -> dict[str, list[str]]:
             short.append(q)
         if len(short) >= n:
             break
-    return {"short": short, "bench": bench}
+    seen = set(bench)
+    train = [t for t in dict.fromkeys(log.queries[i] for i in np.flatnonzero(~dev)) if t not in seen]
+    return {"short": short, "bench": bench, "train": train[:2000]}
+
+
+def warm_words(texts: list[str]) -> None:
+    """The WordPiece chunk table as a serving process has it: emptied, then filled by other
+    traffic (`texts`, train-split queries: none of the timed ones)."""
+    clear_chunks()
+    for s in range(0, len(texts), 256):
+        wordpiece_ids(texts[s : s + 256])
+    clear_all()
+
+
+def word_hit_rate(texts: list[str]) -> float:
+    """Share of the pieces (words, punctuation) of `texts` already in the chunk table."""
+    table = wordpiece._chunks[0]
+    chunks = [c for t in texts for c in wordpiece.pieces(t)]
+    return sum(c in table for c in chunks) / max(len(chunks), 1)
 
 
 def tokenizer_only(enc: Any) -> Callable[[list[str]], Any]:
@@ -154,28 +174,42 @@ def floors(router: HAPSRouter, folder: Path, texts: dict[str, list[str]], weight
     from encoders import cold_start  # benchmarks/encoders.py
 
     tok = tokenizer_only(router.encoder)
-    bench = texts["bench"]
-    for b in (bench[:64], bench[:256]):  # warm-up
+    bench, train = texts["bench"], texts["train"]
+    for b in (train[:64], train[:256]):  # warm-up (allocator, lazy init) on other queries
         router.route(b, cost_weight=weight)
         tok(b)
+    warm_words(train)
+    hit = word_hit_rate(bench)
     out = []
     for bs in (64, 256):
-        t_route = t_tok = 0.0
-        for _ in range(3):
+        passes = []  # (route, tokenizer) seconds of each pass over the timed queries
+        for _ in range(N_PASSES):
+            warm_words(train)  # each pass meets the timed queries' words as new traffic would
+            t_route = t_tok = 0.0
             for s in range(0, len(bench), bs):
                 chunk = bench[s : s + bs]
                 t_tok += timed(lambda chunk=chunk: tok(chunk))[0]
                 t_route += timed(lambda chunk=chunk: router.route(chunk, cost_weight=weight))[0]
-        qps = 3 * len(bench) / t_route
+            passes.append((t_route, t_tok))
+        qps = len(bench) / min(r for r, _ in passes)  # the least disturbed pass
         out.append(
             (
-                f"route() queries/s, haps-bench, batch {bs}",
+                f"route() queries/s, haps-bench dev, batch {bs} (word table from {len(train)} train "
+                f"queries: {hit:.0%} of the words found)",
                 f"{qps:.0f}",
                 f">= {FLOOR_QPS:.0f}",
                 qps >= FLOOR_QPS,
             )
         )
-        ratio = t_route / t_tok
+        if bs == 256:
+            t_cold = 0.0
+            for s in range(0, len(bench), bs):
+                clear_chunks()
+                chunk = bench[s : s + bs]
+                t_cold += timed(lambda chunk=chunk: router.route(chunk, cost_weight=weight))[0]
+            out.append((f"  the same from an empty word table (every word tokenised), batch {bs}, one pass",
+                        f"{len(bench) / t_cold:.0f}", "(no floor)", None))  # fmt: skip
+        ratio = float(np.median([r / t for r, t in passes]))  # paired within each pass
         out.append(
             (
                 f"route() / tokenizer time, same batches of {bs}",
@@ -455,7 +489,7 @@ def main() -> None:
     )
     print("| floor | measured | target | met |\n|---|---|---|---|")
     for what, value, target, met in floor_rows:
-        print(f"| {what} | {value} | {target} | {'yes' if met else 'NO'} |")
+        print(f"| {what} | {value} | {target} | {'-' if met is None else 'yes' if met else 'NO'} |")
     if args.floors_only or not isinstance(
         router.encoder.encoder if isinstance(router.encoder, CachedEncoder) else router.encoder, HFEncoder
     ):

@@ -52,6 +52,16 @@ def char_bits(ch: str) -> int:
     return bits
 
 
+# Below this many characters in a batch, counting text by text (`str` methods and `re`) is the
+# faster way: the vectorised pass costs some forty numpy calls whatever the batch's size.
+SMALL_BATCH_CHARS = 1024
+
+
+def is_small_batch(texts: Sequence[str]) -> bool:
+    """Whether `texts` are better counted one by one than in the vectorised pass."""
+    return sum(map(len, texts)) < SMALL_BATCH_CHARS
+
+
 _ASCII_BITS = np.array([char_bits(chr(c)) for c in range(128)], dtype=np.uint16)
 
 
@@ -82,6 +92,18 @@ class CharStats:
     cjk: np.ndarray
     cyrillic: np.ndarray
     arabic: np.ndarray
+    # every `\w+` run of the batch, in order: its text, its first position in `joined`, its length
+    run_owner: np.ndarray
+    run_begin: np.ndarray
+    run_length: np.ndarray
+    joined: str  # the texts end to end
+    code_points: np.ndarray  # [len(joined)] uint32
+    text_starts: np.ndarray  # each text's span in `joined`
+    text_ends: np.ndarray
+    # where each line's content starts: the first non-whitespace position at or after a text's
+    # start or a newline, within the text (distinct positions, in order), and its text
+    line_heads: np.ndarray
+    line_head_owner: np.ndarray
 
 
 class _Batch:
@@ -92,7 +114,9 @@ class _Batch:
         self.starts = np.zeros(len(texts), dtype=np.int64)
         np.cumsum(lengths[:-1], out=self.starts[1:])
         self.ends = self.starts + lengths
+        self.bounds = np.append(self.starts, self.ends[-1] if len(lengths) else 0)
         joined = "".join(texts)
+        self.joined = joined
         # utf-32 holds any str, unpaired surrogates included ("surrogatepass")
         self.cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         high = self.cp > 127
@@ -112,10 +136,9 @@ class _Batch:
         self.last[self.ends[nonempty] - 1] = True
 
     def count(self, mask: np.ndarray) -> np.ndarray:
-        """Per text, how many positions of `mask` are set."""
-        cs = np.zeros(len(mask) + 1, dtype=np.int64)
-        np.cumsum(mask, out=cs[1:])
-        return cs[self.ends] - cs[self.starts]
+        """Per text, how many positions of `mask` are set (where the set positions fall among the
+        texts' spans: several times faster than a cumulative sum, empty texts included)."""
+        return np.diff(np.searchsorted(np.flatnonzero(mask), self.bounds)).astype(np.int64)
 
     def has(self, bit: int) -> np.ndarray:
         return (self.bits & bit) != 0
@@ -125,14 +148,14 @@ class _Batch:
         prev[1:] = mask[:-1]
         return mask & (~prev | self.first)
 
-    def run_lengths(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each run's text index and length (runs in order)."""
+    def runs(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each run's text index, first position and length (runs in order)."""
         nxt = np.zeros_like(mask)
         nxt[:-1] = mask[1:]
         begin = np.flatnonzero(self.run_starts(mask))
         end = np.flatnonzero(mask & (~nxt | self.last))
         owner = np.searchsorted(self.starts, begin, side="right") - 1
-        return owner, end - begin + 1
+        return owner, begin, end - begin + 1
 
 
 @last_batch
@@ -144,7 +167,7 @@ def char_stats(texts: Sequence[str]) -> CharStats:
     punct = ~space & ~word
     decimal = b.has(DECIMAL)
     alpha = b.has(ALPHA)
-    owner, length = b.run_lengths(word)
+    owner, begin, length = b.runs(word)
 
     def per_text(weights: np.ndarray) -> np.ndarray:
         return np.bincount(owner, weights=weights, minlength=n).astype(np.int64)
@@ -173,4 +196,24 @@ def char_stats(texts: Sequence[str]) -> CharStats:
         cjk=b.count(b.has(CJK)),
         cyrillic=b.count(b.has(CYRILLIC)),
         arabic=b.count(b.has(ARABIC)),
+        run_owner=owner,
+        run_begin=begin,
+        run_length=length,
+        joined=b.joined,
+        code_points=b.cp,
+        text_starts=b.starts,
+        text_ends=b.ends,
+        **_line_heads(b, space),
     )
+
+
+def _line_heads(b: _Batch, space: np.ndarray) -> dict[str, np.ndarray]:
+    line_starts = np.concatenate([b.starts, np.flatnonzero(b.cp == 10) + 1])
+    owner = np.searchsorted(b.starts, line_starts, side="right") - 1
+    solid = np.flatnonzero(~space)
+    nxt = np.searchsorted(solid, line_starts)  # the first non-whitespace position after each
+    found = nxt < len(solid)
+    heads = solid[np.minimum(nxt, len(solid) - 1)] if len(solid) else np.zeros(len(nxt), dtype=np.int64)
+    keep = found & (owner >= 0) & (heads < b.ends[np.maximum(owner, 0)])
+    heads, first = np.unique(heads[keep], return_index=True)
+    return {"line_heads": heads, "line_head_owner": owner[keep][first]}

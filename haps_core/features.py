@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from haps_core.catalog import Action, RoutingSpace
-from haps_core.charstats import char_stats
+from haps_core.charstats import ARABIC, CJK, CYRILLIC, char_bits, char_stats, is_small_batch
 
 STRUCTURAL_FEATURES = (
     "log_chars",
@@ -35,34 +35,117 @@ STRUCTURAL_FEATURES = (
 )
 
 _WH = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b", re.IGNORECASE)
-_CHOICE = re.compile(r"(^|\n)\s*(\(?[A-Ea-e][\):.]|choices?:)", re.IGNORECASE)
+# Choice lines: r"(^|\n)\s*(\(?[A-Ea-e][\):.]|choices?:)" (IGNORECASE) counted. A match starts at
+# the text's start or a newline and skips all the whitespace after it (the item starts with
+# none), so it needs the item at a line's first non-whitespace position (`CharStats.line_heads`;
+# line starts in one run of whitespace share it, and the first one's match holds the others);
+# the item holds no newline. So the count is that of line heads where the item matches.
+_CHOICE_ITEM = re.compile(r"\(?[A-Ea-e][\):.]|choices?:", re.IGNORECASE)
 # "3 x 4": the part of the math-symbol count that is not a single character (=+-*/^<>%, which
 # `charstats` counts); the two never share a character, so their counts add up.
 _TIMES = re.compile("\\d\\s*[x\u00d7]\\s*\\d")
-_CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|;\s*$|\{|\}|#include|=>", re.MULTILINE)
-# Every match of _CODE contains one of these: a text with none of them has no match.
-_CODE_HINTS = ("`", "def ", "class ", "return", ";", "{", "}", "#include", "=>")
+# Code markers: r"```|\bdef |\bclass |\breturn\b|;\s*$|\{|\}|#include|=>" (MULTILINE) counted
+# alternative by alternative. They start with different characters and no match of one holds
+# the start of another's, so the counts add up to the whole expression's; the literals are
+# counted with str.count and each expression runs only on texts holding its literal part.
+_CODE_LITERALS = ("```", "{", "}", "#include", "=>")
+_CODE_PATTERNS = (
+    ("def ", re.compile(r"\bdef ")),
+    ("class ", re.compile(r"\bclass ")),
+    ("return", re.compile(r"\breturn\b")),
+    (";", re.compile(r";\s*$", re.MULTILINE)),
+)
 _LATEX = re.compile(r"\$|\\frac|\\sqrt|\\begin")
 
 
-def _regex_features(text: str) -> tuple[int, bool, int, bool, int, bool]:
-    """(`3 x 4` products, latex, code markers, wh-question, choices, context) of one text.
+def _regex_features(text: str) -> tuple[int, bool, int, bool]:
+    """(`3 x 4` products, latex, code markers, context) of one text.
 
     Each regular expression runs only when a substring every one of its matches contains is
     present (the same result, without scanning most texts).
     """
     low = text.lower()
     times = len(_TIMES.findall(text)) if ("x" in text or "\u00d7" in text) else 0
-    code = len(_CODE.findall(text)) if any(h in text for h in _CODE_HINTS) else 0
-    # a WH word starts with "wh" or is "how", whatever its case ("w", "h", "o" fold to nothing else)
-    wh = ("wh" in low or "how" in low) and bool(_WH.search(text))
+    code = sum(map(text.count, _CODE_LITERALS))
+    code += sum(len(rx.findall(text)) for hint, rx in _CODE_PATTERNS if hint in text)
     return (
         times,
         bool(_LATEX.search(text)),
         code,
-        wh,
-        len(_CHOICE.findall(text)),
         "context:" in low or "passage" in low,
+    )
+
+
+def _choice_lines(st: Any, n: int) -> np.ndarray:
+    """[n] per text, how many lines start with a choice item (see `_CHOICE_ITEM`)."""
+    counts = np.zeros(n, dtype=np.int64)
+    match, joined, ends = _CHOICE_ITEM.match, st.joined, st.text_ends
+    for q, t in zip(st.line_heads.tolist(), st.line_head_owner.tolist(), strict=True):
+        if match(joined, q, int(ends[t])) is not None:
+            counts[t] += 1
+    return counts
+
+
+_WH_FIRST = np.array([ord(c) for c in "wWhH"], dtype=np.uint32)
+
+
+def _wh_questions(st: Any, n: int) -> np.ndarray:
+    """[n] whether each text has a WH word: `_WH` searched, through the batch's `\\w+` runs.
+
+    A match of ``\\b(what|...|how)\\b`` is a whole `\\w+` run (its letters are word characters
+    and both ends are word boundaries) of 3 to 5 characters starting with w or h in either case
+    (nothing else folds to them), so only such runs are tried, with the same expression.
+    """
+    found = np.zeros(n, dtype=bool)
+    begin, length = st.run_begin, st.run_length
+    maybe = (length >= 3) & (length <= 5) & np.isin(st.code_points[begin], _WH_FIRST)
+    joined = st.joined
+    for i in np.flatnonzero(maybe).tolist():
+        if not found[st.run_owner[i]]:
+            b = int(begin[i])  # sliced: with pos, `\\b` would look at the previous text's last character
+            found[st.run_owner[i]] = _WH.fullmatch(joined[b : b + int(length[i])]) is not None
+    return found
+
+
+_CHOICE = re.compile(r"(^|\n)\s*(\(?[A-Ea-e][\):.]|choices?:)", re.IGNORECASE)
+_MATH = re.compile(r"[=+\-*/^<>%]|\d\s*[x\u00d7]\s*\d")
+
+
+def _script_fractions(text: str) -> tuple[float, float, float, float]:
+    if text.isascii():  # no letter beyond ASCII: every fraction is 0 (the common case, fast)
+        return 0.0, 0.0, 0.0, 0.0
+    letters = list(filter(str.isalpha, text))
+    if not letters:
+        return 0.0, 0.0, 0.0, 0.0
+    n = len(letters)
+    bits = [char_bits(ch) for ch in letters if ord(ch) > 127]
+    return (
+        len(bits) / n,
+        sum(b & CJK != 0 for b in bits) / n,
+        sum(b & CYRILLIC != 0 for b in bits) / n,
+        sum(b & ARABIC != 0 for b in bits) / n,
+    )
+
+
+def _structural_one(text: str) -> tuple[float, ...]:
+    """One text's structural features, by the definitions (the path for small batches)."""
+    n_chars = len(text)
+    letters = sum(map(str.isalpha, text)) or 1
+    _, latex, code, context = _regex_features(text)
+    return (
+        math.log1p(n_chars),
+        math.log1p(len(text.split())),
+        math.log1p(text.count("\n")),
+        sum(map(str.isdigit, text)) / max(n_chars, 1),
+        math.log1p(len(_MATH.findall(text))),
+        float(latex),
+        math.log1p(code),
+        math.log1p(text.count("?")),
+        float(bool(_WH.search(text))),
+        math.log1p(len(_CHOICE.findall(text))),
+        float(context),
+        sum(map(str.isupper, text)) / letters,
+        *_script_fractions(text),
     )
 
 
@@ -70,13 +153,17 @@ def structural_features(texts: Sequence[str]) -> np.ndarray:
     """[n, len(STRUCTURAL_FEATURES)] float32 features of the query texts (unnormalised).
 
     Character counts come from one vectorised pass over the batch (`haps_core.charstats`); the
-    few pattern features run per text.
+    few pattern features run per text. A small batch is computed text by text (the same values).
     """
     n = len(texts)
     if not n:
         return np.zeros((0, len(STRUCTURAL_FEATURES)), dtype=np.float32)
+    if is_small_batch(texts):
+        return np.array([_structural_one(t) for t in texts], dtype=np.float64).astype(np.float32)
     st = char_stats(texts)
-    rx = np.array([_regex_features(t) for t in texts], dtype=np.float64).reshape(n, 6)
+    rx = np.array([_regex_features(t) for t in texts], dtype=np.float64).reshape(n, 4)
+    wh = _wh_questions(st, n).astype(np.float64)
+    choices = _choice_lines(st, n).astype(np.float64)
     chars = st.chars.astype(np.float64)
     letters = np.maximum(st.alpha, 1).astype(np.float64)
     script_letters = letters  # the script fractions are shares of the letters (0 without any)
@@ -90,9 +177,9 @@ def structural_features(texts: Sequence[str]) -> np.ndarray:
             rx[:, 1],
             np.log1p(rx[:, 2]),
             np.log1p(st.question_marks),
+            wh,
+            np.log1p(choices),
             rx[:, 3],
-            np.log1p(rx[:, 4]),
-            rx[:, 5],
             st.upper / letters,
             st.non_ascii_alpha / script_letters,
             st.cjk / script_letters,

@@ -19,7 +19,7 @@ import torch
 
 from haps_core.decision import Alternative, RoutingDecision, cap_mask, route_from_predictions
 from haps_core.model.explain import build_explanation
-from haps_core.model.fused import ensemble_mean
+from haps_core.model.fused import ensemble_mean, spread_of
 from haps_core.model.input_cost import text_counts
 from haps_core.model.ood import Evidence, evidence, neighbours, unit_embeddings
 
@@ -43,7 +43,7 @@ def member_spread(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> 
     """[n, A] standard deviation of the ensemble members' predicted quality (0 for one member)."""
     x = torch.as_tensor(features, dtype=torch.float32, device=router.feature_mean.device)
     q, _ = router._inference_heads().member_outputs(x)
-    return torch.sigmoid(q).float().std(0, unbiased=False).cpu().numpy()
+    return spread_of(torch.sigmoid(q).float()).cpu().numpy()
 
 
 def member_predictions(

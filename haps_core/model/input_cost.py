@@ -10,6 +10,7 @@ query encoder reads. Only the output side of the cost is left to the router's he
 """
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from haps_core.catalog import RoutingSpace
-from haps_core.charstats import char_stats
+from haps_core.charstats import char_stats, is_small_batch
 from haps_core.text import replace_surrogates
 from haps_core.wordpiece import wordpiece_ids
 
@@ -55,6 +56,35 @@ def _wordpieces(texts: Sequence[str]) -> np.ndarray:
     return n * scale
 
 
+_WORD_RUN = re.compile(r"\w+")
+_PUNCT = re.compile(r"[^\w\s]")
+_PUNCT_RUN = re.compile(r"[^\w\s]+")
+_DIGIT = re.compile(r"\d")
+_DIGIT_RUN = re.compile(r"\d+")
+_UPPER = re.compile(r"[A-Z]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _counts_one(t: str) -> tuple[int, ...]:
+    """One text's character counts (all but wordpieces) by their definitions: small batches."""
+    lengths = [len(w) for w in _WORD_RUN.findall(t)]
+    return (
+        len(t),
+        len(t.split()),
+        len(lengths),
+        len(_PUNCT.findall(t)),
+        len(_DIGIT.findall(t)),
+        t.count("\n"),
+        len(_NON_ASCII.findall(t)),
+        len(_UPPER.findall(t)),
+        len(_DIGIT_RUN.findall(t)),
+        len(_PUNCT_RUN.findall(t)),
+        sum(max(n - 6, 0) for n in lengths),
+        sum(max(n - 10, 0) for n in lengths),
+        sum(n <= 3 for n in lengths),
+    )
+
+
 def text_counts(texts: Sequence[str]) -> np.ndarray:
     """[n, len(TEXT_COUNTS)] float64 counts of each text (each one additive over concatenation).
 
@@ -63,6 +93,10 @@ def text_counts(texts: Sequence[str]) -> np.ndarray:
     """
     out = np.zeros((len(texts), len(TEXT_COUNTS)), dtype=np.float64)
     if not len(texts):
+        return out
+    if is_small_batch(texts):
+        out[:, :-1] = [_counts_one(t) for t in texts]
+        out[:, -1] = _wordpieces(texts)
         return out
     st = char_stats(texts)
     columns = (

@@ -34,7 +34,7 @@ from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
 from haps_core.model.describe import router_repr
 from haps_core.model.extend import add_backend, explore_only_mask
-from haps_core.model.fused import FusedRouterHeads, ensemble_mean, fuse_heads, weights_key
+from haps_core.model.fused import FusedRouterHeads, ensemble_mean, fuse_heads, spread_of, weights_key
 from haps_core.model.guarded import guarded_route
 from haps_core.model.input_cost import (
     TEXT_COUNTS,
@@ -211,7 +211,7 @@ class HAPSRouter(nn.Module):
         q_members, c_members = self._inference_heads().member_outputs(x)
         q, c = ensemble_mean(q_members, c_members)
         quality = torch.sigmoid(q).float().cpu().numpy()
-        spread = torch.sigmoid(q_members).float().std(0, unbiased=False).cpu().numpy()
+        spread = spread_of(torch.sigmoid(q_members).float()).cpu().numpy()
         if not self.has_cost:
             return quality, np.zeros_like(quality), spread
         cost = torch.exp(c).double().cpu().numpy()

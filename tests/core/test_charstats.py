@@ -15,7 +15,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from haps_core.charstats import char_stats
+from haps_core.charstats import char_stats, is_small_batch
 from haps_core.features import STRUCTURAL_FEATURES, structural_features
 from haps_core.logs import read_logs
 from haps_core.memo import last_batch
@@ -100,12 +100,78 @@ ALPHABET = (
 )
 
 
+# Pieces the pattern features look for, and near misses of them, for texts built word by word.
+TOKENS = (
+    "What",
+    "what's",
+    "WHOM",
+    "who",
+    "whoever",
+    "who\u017fe",  # long s: matches "whose" ignoring case
+    "How",
+    "show",
+    "why_",
+    "where",
+    "Wh",
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    " \n ",
+    "\t",
+    "(A)",
+    "A)",
+    "b.",
+    "(e:",
+    "F)",
+    "Choices:",
+    "choice:",
+    "choicess:",
+    "def ",
+    "undef ",
+    "class ",
+    "subclass ",
+    "return",
+    "returned",
+    "return_",
+    ";",
+    "; \n",
+    ";x",
+    "{",
+    "}",
+    "```",
+    "``",
+    "#include",
+    "=>",
+    "=",
+    "3 x 4",
+    "5\u00d76",
+    "2x",
+    "x",
+    "$",
+    "\\frac",
+    "context:",
+    "Passage",
+    "\u0130",
+    "\u212a",
+    "\x0b",
+    "\x1c",
+    "\ud800",
+    "word",
+    "12",
+    "\u0661",
+)
+
+
 def random_texts(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    texts = ["", " ", "\n", "A", "a1", "(A) yes\nB) no\nchoices: x"]
-    for _ in range(n):
+    texts = ["", " ", "\n", "A", "a1", "(A) yes\nB) no\nchoices: x", "\n\n (B) x\n  c. y", "q\n\n"]
+    for i in range(n):
         length = rng.choice([0, 1, 2, 5, 20, 200])
-        texts.append("".join(rng.choice(ALPHABET) for _ in range(length)))
+        if i % 2:
+            texts.append("".join(rng.choice(ALPHABET) for _ in range(length)))
+        else:
+            texts.append("".join(rng.choice(TOKENS) for _ in range(length // 2 + 1)))
     return texts
 
 
@@ -133,6 +199,18 @@ def test_structural_features_equal_the_per_text_definitions(source: str) -> None
     for j, name in enumerate(STRUCTURAL_FEATURES):
         bad = np.flatnonzero(got[:, j] != expected[:, j])
         assert not len(bad), f"{name}: {texts[bad[0]]!r}: {got[bad[0], j]} != {expected[bad[0], j]}"
+
+
+@pytest.mark.parametrize("source", ["random", "haps-bench"])
+def test_small_batches_counted_text_by_text_give_the_same_values(source: str) -> None:
+    texts = random_texts(300, seed=4) if source == "random" else bench_queries(100)
+    small = [t for t in texts if is_small_batch([t])]
+    assert len(small) > 50  # the text-by-text path is exercised
+    counts = np.array([reference_counts(t) for t in small], dtype=np.float64)
+    structural = np.array([reference_structural(t) for t in small], dtype=np.float32)
+    for i, t in enumerate(small):
+        np.testing.assert_array_equal(text_counts([t])[0, :-1], counts[i], err_msg=repr(t))
+        np.testing.assert_array_equal(structural_features([t])[0], structural[i], err_msg=repr(t))
 
 
 def test_a_text_counts_the_same_alone_and_in_any_batch() -> None:

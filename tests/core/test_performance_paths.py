@@ -46,7 +46,9 @@ def _router(arch: str, members: int, seed: int = 0) -> HAPSRouter:
 def test_fused_heads_match_the_router(arch, members):
     router = _router(arch, members)
     x = torch.randn(37, router.config.input_dim)
-    fused = fuse_heads(router, chunk_size=8)  # several chunks, the last one partial
+    # several chunks, the last one partial; backends hold 1 and 6 actions, so the per-backend
+    # action layout of the low-level heads is padded
+    fused = fuse_heads(router, chunk_size=8)
     with torch.no_grad():
         q0, c0 = router(x)
         q1, c1 = fused(x)
