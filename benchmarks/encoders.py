@@ -117,14 +117,21 @@ def latency(router: Any, texts: list[str], weight: float) -> list[float]:
     return [timed(lambda t=t: router.route([t], cost_weight=weight)) for t in texts]
 
 
-def throughput(router: Any, texts: list[str], batch: int, weight: float) -> float:
-    """route() queries/s at this batch size over `texts`."""
-    router.route(texts[:batch], cost_weight=weight)
-    total = sum(
-        timed(lambda s=s: router.route(texts[s : s + batch], cost_weight=weight))
-        for s in range(0, len(texts), batch)
-    )
-    return len(texts) / total
+def throughput(router: Any, texts: list[str], batch: int, weight: float, warm: list[str]) -> float:
+    """route() queries/s at this batch size over `texts`, the faster of 2 passes. Warm-up and the
+    static encoder's word table come from `warm` (other queries), as in benchmarks/routing.py."""
+    from routing import warm_words
+
+    router.route(warm[:batch], cost_weight=weight)
+    best = float("inf")
+    for _ in range(2):
+        warm_words(warm)
+        total = sum(
+            timed(lambda s=s: router.route(texts[s : s + batch], cost_weight=weight))
+            for s in range(0, len(texts), batch)
+        )
+        best = min(best, total)
+    return len(texts) / best
 
 
 def cold_start(argv: list[str], repeats: int) -> tuple[float, float, float]:
@@ -197,13 +204,14 @@ def main() -> None:
     aiq, comps = pooled_quality(routers, log)
     n = 60 if args.quick else 256
     texts = workloads(n)
+    batched = workloads(256)  # 256 dev queries for the q/s row, whatever --quick says
     weight = float(next(iter(routers.values())).default_cost_weight)
     rows: dict[str, dict[str, str]] = {}
     raw: dict[str, Any] = {}
     for name, router in routers.items():
         short = latency(router, texts["short"][: n // 2], weight)
         bench = latency(router, texts["bench"][: n // 2], weight)
-        qps = {b: throughput(router, texts["bench"], b, weight) for b in (1, 64, 256)}
+        qps = {b: throughput(router, batched["bench"], b, weight, batched["train"]) for b in (1, 64, 256)}
         argv = ["route", "--router", str(folders[name]), "--query", COLD_QUERY]
         if name == "minilm-int8":
             argv += ["--encoder-precision", "int8"]
