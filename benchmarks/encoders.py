@@ -8,7 +8,10 @@ haps-bench queries, cold ``haps route`` start beside ``python -c "import torch"`
 process's peak RSS, and checkpoint + encoder size on disk.
 
 Encoders: ``minilm`` (the bundled MiniLM, float32), ``minilm-int8`` (dynamic int8 Linear
-layers), ``static`` (`haps_core.encoders.static`, distilled from MiniLM). Trained routers are
+layers), ``minilm-onnx`` and ``minilm-onnx-int8`` (its forward pass on ONNX Runtime, float32
+or int8 weights: the onnx extra), ``static`` (`haps_core.encoders.static`, distilled from
+MiniLM). A MiniLM variant with ``--reuse NAME=haps_core/default_router_minilm`` serves the
+shipped MiniLM router through that variant. Trained routers are
 kept in ``out/encoders/<name>`` and reused (``--retrain`` trains again); ``--reuse NAME=DIR``
 takes an existing checkpoint instead (e.g. ``minilm=haps_core/default_router`` when the shipped
 router is the MiniLM one trained by ``make default-router``). ``--quick``: 3 training epochs and
@@ -33,7 +36,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODERS = ("minilm", "minilm-int8", "static")
+ENCODERS = ("minilm", "minilm-int8", "minilm-onnx", "minilm-onnx-int8", "static")
+# the `--encoder-precision` a MiniLM-based name stands for
+PRECISION_OF = {"minilm-int8": "int8", "minilm-onnx": "onnx-fp32", "minilm-onnx-int8": "onnx-int8"}
 AIQ_MARGIN = 0.005  # the default is the fastest encoder not below MiniLM's pooled AIQ by more
 COLD_QUERY = "What is the capital of France?"
 COLD_SCRIPT = (
@@ -52,8 +57,8 @@ def make_encoder(name: str) -> Any:
 
     if name == "minilm":
         return load_encoder(None, device="cpu")
-    if name == "minilm-int8":
-        return optimize_encoder(load_encoder(None, device="cpu"), "int8")
+    if name in PRECISION_OF:
+        return optimize_encoder(load_encoder(None, device="cpu"), PRECISION_OF[name])
     if name == "static":
         return load_encoder("static-minilm")
     raise SystemExit(f"--encoders: unknown encoder {name!r}; allowed: {', '.join(ENCODERS)}")
@@ -213,8 +218,8 @@ def main() -> None:
         bench = latency(router, texts["bench"][: n // 2], weight)
         qps = {b: throughput(router, batched["bench"], b, weight, batched["train"]) for b in (1, 64, 256)}
         argv = ["route", "--router", str(folders[name]), "--query", COLD_QUERY]
-        if name == "minilm-int8":
-            argv += ["--encoder-precision", "int8"]
+        if name in PRECISION_OF:
+            argv += ["--encoder-precision", PRECISION_OF[name]]
         cold, torch_cold, rss = cold_start(argv, 2 if args.quick else 5)
         ckpt, enc_mb = disk_mb(name, folders[name], router)
         comp = comps.get(f"{name} vs minilm")

@@ -22,9 +22,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument(
         "--encoder-precision",
         default="fp32",
-        choices=["fp32", "bf16", "int8"],
-        help="run the query encoder faster at lower precision on CPU (int8: ~2.5x, a few "
-        "percent of decisions change; bf16 needs native CPU support)",
+        choices=["fp32", "bf16", "int8", "onnx-fp32", "onnx-int8"],
+        help="run a transformer query encoder faster on CPU (int8: ~2.5x, a few percent of "
+        "decisions change; bf16 needs native CPU support; onnx-*: on ONNX Runtime, exported "
+        "once into the cache, needs the onnx extra)",
     )
     p.add_argument("--query", default=None, help="one query text; - reads it from stdin")
     p.add_argument(

@@ -15,11 +15,12 @@ from torch import nn
 
 from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.hf import HFEncoder
+from haps_core.encoders.onnx import ONNX_PRECISIONS, OrtModel, export_onnx
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+Precision = Literal["fp32", "bf16", "int8", "onnx-fp32", "onnx-int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8", "onnx-fp32", "onnx-int8")
 
 
 def bf16_supported() -> bool:
@@ -72,7 +73,9 @@ def optimize_encoder(
 
     Args:
         encoder: a loaded `HFEncoder` on CPU (not a `CachedEncoder`: wrap the result instead).
-        precision: "fp32" (unchanged), "bf16" or "int8".
+        precision: "fp32" (unchanged), "bf16" or "int8" (torch), or "onnx-fp32" / "onnx-int8":
+            the forward pass on ONNX Runtime (`haps_core.encoders.onnx`: exported once into
+            the HAPS cache; needs ``pip install "haps[onnx]"``).
         compile: also wrap the model with ``torch.compile(dynamic=True)``.
 
     Raises:
@@ -91,7 +94,13 @@ def optimize_encoder(
         msg = f"`encoder` is already optimised to {base_precision}; start from the float32 encoder"
         raise ValueError(msg)
     model = encoder.model
-    if precision == "int8":
+    if precision in ONNX_PRECISIONS:
+        if encoder.device.type != "cpu" or compile:
+            msg = f"precision={precision!r} runs ONNX Runtime on CPU, without torch.compile"
+            raise ValueError(msg)
+        path = export_onnx(encoder.model, encoder.fingerprint, int8=precision == "onnx-int8")
+        model = OrtModel(path)
+    elif precision == "int8":
         if encoder.device.type != "cpu":
             msg = "int8 dynamic quantisation runs on CPU only; on CUDA use bf16 autocast instead"
             raise ValueError(msg)
