@@ -10,9 +10,10 @@ query encoder reads. Only the output side of the cost is left to the router's he
 """
 
 import logging
+import operator
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,20 @@ class InputTokenModel:
     intercept: np.ndarray
     coef: np.ndarray
     fitted: np.ndarray
+    # per catalog (held with it, compared by identity): each action's backend and input price
+    _per_space: dict[int, tuple[RoutingSpace, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def _arrays(self, space: RoutingSpace) -> tuple[np.ndarray, np.ndarray]:
+        """Each action's backend index and input price (USD per 1M tokens) in `space`."""
+        held = self._per_space.get(id(space))
+        if held is None or held[0] is not space:
+            backend_of = np.asarray(space.backend_index(), dtype=np.int64)
+            prices = np.asarray([space.backends[b].input_price for b in backend_of.tolist()], dtype=float)
+            held = (space, backend_of, prices)
+            self._per_space[id(space)] = held
+        return held[1], held[2]
 
     @classmethod
     def empty(cls, space: RoutingSpace) -> "InputTokenModel":
@@ -147,7 +162,7 @@ class InputTokenModel:
 
     def tokens(self, space: RoutingSpace, counts: np.ndarray) -> np.ndarray:
         """[n, A] input tokens of each action for texts with these counts (0 for unmodelled backends)."""
-        backend_of = np.asarray(space.backend_index(), dtype=np.int64)
+        backend_of = self._arrays(space)[0]
         counts = np.asarray(counts, dtype=np.float64).reshape(-1, len(TEXT_COUNTS))
         per_backend = counts @ self.coef.T  # [n, B]
         tokens = self.intercept[None, :] + per_backend[:, backend_of]
@@ -155,8 +170,7 @@ class InputTokenModel:
 
     def cost(self, space: RoutingSpace, counts: np.ndarray) -> np.ndarray:
         """[n, A] USD of the input tokens of each action at the catalog's input prices."""
-        prices = np.asarray([space.backends[b].input_price for b in space.backend_index()])
-        return self.tokens(space, counts) * prices[None, :] / 1e6
+        return self.tokens(space, counts) * self._arrays(space)[1][None, :] / 1e6
 
     @classmethod
     def fit(
@@ -231,12 +245,21 @@ def set_input_buffers(router: Any, model: InputTokenModel) -> None:
 
 
 def input_model_of(router: Any) -> InputTokenModel:
-    """The model in the router's buffers (read each time: loading a checkpoint copies into them)."""
-    return InputTokenModel(
+    """The model in the router's buffers, rebuilt only when one of them changed (loading a
+    checkpoint copies into them, which bumps their version)."""
+    tensors = (router.input_intercept, router.input_coef, router.input_fitted)
+    versions = tuple(t._version for t in tensors)
+    # (tensors, versions, model): holding the tensors, an identity is never that of a new one
+    held = router.__dict__.get("_input_model")
+    if held is not None and held[1] == versions and all(map(operator.is_, held[0], tensors)):
+        return held[2]
+    model = InputTokenModel(
         router.input_intercept.double().cpu().numpy(),
         router.input_coef.double().cpu().numpy(),
         router.input_fitted.cpu().numpy() > 0.5,
     )
+    router.__dict__["_input_model"] = (tensors, versions, model)
+    return model
 
 
 def check_input_counts(input_counts: np.ndarray | None, n_calls: int) -> np.ndarray:

@@ -156,7 +156,8 @@ def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evide
 class _StatisticsArrays:
     """The statistics buffers as the numpy arrays `evidence` computes with (converted once)."""
 
-    key: tuple[Any, ...]
+    tensors: tuple[torch.Tensor, ...]  # the buffers converted (held: compared by identity)
+    versions: tuple[int, ...]
     bank: np.ndarray  # [N, D] float32
     observed: np.ndarray  # [N, A] float64
     mean: np.ndarray  # [1, D] float64
@@ -167,12 +168,17 @@ def _statistics_arrays(router: "HAPSRouter") -> _StatisticsArrays:
     """The router's statistics as numpy arrays, rebuilt only when a buffer changed (converting
     them costs more than scoring one query)."""
     tensors = (router.ood_bank, router.ood_observed, router.ood_mean, router.ood_precision)
-    key = tuple((id(t), t._version, str(t.device)) for t in tensors)
+    versions = tuple(t._version for t in tensors)
     held = router.__dict__.get("_statistics_arrays")
-    if held is not None and held.key == key:
+    if (
+        held is not None
+        and held.versions == versions
+        and all(a is b for a, b in zip(held.tensors, tensors, strict=True))
+    ):
         return held
     arrays = _StatisticsArrays(
-        key,
+        tensors,
+        versions,
         router.ood_bank.detach().cpu().numpy(),
         router.ood_observed.detach().cpu().numpy().astype(np.float64),
         router.ood_mean.detach().cpu().numpy().astype(np.float64),
