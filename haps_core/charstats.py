@@ -26,7 +26,7 @@ MATH = 1 << 6  # one of =+-*/^<>%
 CJK = 1 << 7  # a letter whose Unicode name starts with CJK, HIRAGANA, KATAKANA or HANGUL
 CYRILLIC = 1 << 8
 ARABIC = 1 << 9
-_MATH_CHARS = frozenset("=+-*/^<>%")
+MATH_CHARS = frozenset("=+-*/^<>%")
 
 
 def char_bits(ch: str) -> int:
@@ -40,7 +40,7 @@ def char_bits(ch: str) -> int:
         | DIGIT * ch.isdigit()
         | ALPHA * ch.isalpha()
         | UPPER * ch.isupper()
-        | MATH * (ch in _MATH_CHARS)
+        | MATH * (ch in MATH_CHARS)
     )
     if ch.isalpha() and ord(ch) > 127:
         name = unicodedata.name(ch, "")

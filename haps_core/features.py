@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from haps_core.catalog import Action, RoutingSpace
-from haps_core.charstats import ARABIC, CJK, CYRILLIC, char_bits, char_stats, is_small_batch
+from haps_core.charstats import ARABIC, CJK, CYRILLIC, MATH_CHARS, char_bits, char_stats, is_small_batch
 
 STRUCTURAL_FEATURES = (
     "log_chars",
@@ -108,7 +108,6 @@ def _wh_questions(st: Any, n: int) -> np.ndarray:
 
 
 _CHOICE = re.compile(r"(^|\n)\s*(\(?[A-Ea-e][\):.]|choices?:)", re.IGNORECASE)
-_MATH = re.compile(r"[=+\-*/^<>%]|\d\s*[x\u00d7]\s*\d")
 
 
 def _script_fractions(text: str) -> tuple[float, float, float, float]:
@@ -131,13 +130,13 @@ def _structural_one(text: str) -> tuple[float, ...]:
     """One text's structural features, by the definitions (the path for small batches)."""
     n_chars = len(text)
     letters = sum(map(str.isalpha, text)) or 1
-    _, latex, code, context = _regex_features(text)
+    times, latex, code, context = _regex_features(text)
     return (
         math.log1p(n_chars),
         math.log1p(len(text.split())),
         math.log1p(text.count("\n")),
         sum(map(str.isdigit, text)) / max(n_chars, 1),
-        math.log1p(len(_MATH.findall(text))),
+        math.log1p(sum(map(MATH_CHARS.__contains__, text)) + times),
         float(latex),
         math.log1p(code),
         math.log1p(text.count("?")),
