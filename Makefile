@@ -38,7 +38,7 @@ default-router: $(STAMP)
 	mkdir -p out
 	$(BIN)/haps train --logs $(DATA)/logs.jsonl.gz --prices $(DATA)/prices.json \
 	  --holdout-fraction 0.2 --holdout-seed 0 --seed 0 --prompt-styles builtin --encoder static-minilm \
-	  --output haps_core/default_router --overwrite
+	  --members 3 --hidden 64 --output haps_core/default_router --overwrite
 	$(BIN)/haps eval --router haps_core/default_router --record --json out/default-router-eval.json \
 	  --plot out/default-router-frontier.png
 

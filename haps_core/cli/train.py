@@ -44,6 +44,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--members", type=int, default=5, help="ensemble size")
+    p.add_argument("--hidden", type=int, default=256, help="trunk width (the PGN's hidden width too)")
     p.add_argument("--architecture", default="haps", choices=["haps", "flat", "no_pgn"])
     p.add_argument("--no-structural", action="store_true", help="embedding only, no text features")
     p.add_argument(
@@ -234,7 +235,10 @@ def _train(args: argparse.Namespace, output: Path) -> int:
         print(f"skipped {log.n_skipped} invalid row(s)", file=sys.stderr)
     # embed_dim: fit takes the encoder's
     rconfig = RouterConfig(
-        use_structural=not args.no_structural, architecture=args.architecture, members=args.members
+        use_structural=not args.no_structural,
+        architecture=args.architecture,
+        members=args.members,
+        hidden=args.hidden,
     )
     router = fit(
         log,

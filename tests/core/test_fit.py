@@ -63,26 +63,36 @@ def test_fit_gives_the_router_haps_train_saves(files, tmp_path, capsys):
     enc_path, logs = files
     out = tmp_path / "router"
     argv = ["train", "--logs", str(logs), "--output", str(out), "--encoder", str(enc_path),
-            "--epochs", "3", "--members", "2", "--seed", "1", "--holdout-fraction", "0.3",
-            "--device", "cpu", "--no-cache"]  # fmt: skip
+            "--epochs", "3", "--members", "2", "--hidden", "32", "--seed", "1",
+            "--holdout-fraction", "0.3", "--device", "cpu", "--no-cache"]  # fmt: skip
     assert main(argv) == 0
     assert "trained a haps router" in capsys.readouterr().out
     router = fit(
         str(logs),
         encoder=enc_path,  # a path object does as well as a name
-        router_config=RouterConfig(members=2),
+        router_config=RouterConfig(members=2, hidden=32),
         training_config=TrainingConfig(epochs=3, seed=1),
         holdout_fraction=0.3,
         device="cpu",
         cache=False,
     )
     saved = load_router_folder(out, load_encoder=False).attach_encoder(router.encoder)
-    assert saved.config == router.config
+    assert saved.config == router.config and saved.config.hidden == 32
     assert_same_weights(saved, router)
     assert router.training_summary["heldout"] == {"fraction": 0.3, "seed": 0}
     assert router.training_summary["training_config"]["device"] == "cpu"
     for weight in (0.0, 1e6):
         assert decisions(router, weight) == decisions(saved, weight)
+
+
+def test_haps_train_rejects_a_bad_width(files, tmp_path, capsys):
+    enc_path, logs = files
+    argv = ["train", "--logs", str(logs), "--output", str(tmp_path / "r"), "--encoder", str(enc_path),
+            "--hidden", "0", "--epochs", "1", "--device", "cpu", "--no-cache"]  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "hidden" in err and "0" in err and "positive integer" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_fit_takes_a_routing_log_and_an_encoder(files):
