@@ -98,8 +98,7 @@ class FusedRouterHeads(nn.Module):
     pgn_const: torch.Tensor
     w_gen: torch.Tensor
     b_gen: torch.Tensor
-    action_slot: torch.Tensor
-    phi_pad: torch.Tensor
+    action_slot: torch.Tensor  # and phi_pad_0, phi_pad_1, ...: one per group of backends
 
     def __init__(self, router: FusableRouter, chunk_size: int = 64) -> None:
         super().__init__()
@@ -178,21 +177,46 @@ class FusedRouterHeads(nn.Module):
         self._build_slots()
 
     def _build_slots(self) -> None:
-        """Actions laid out per backend, ``slots`` to a backend (padded with zero rows): each
-        backend's generated head is applied to its own actions only, in one batched product."""
+        """Actions laid out per backend: each backend's generated head is applied to its own
+        actions only, in one batched product per group of backends.
+
+        A group pads its backends' actions to its largest backend's count (zero rows), so a
+        backend with many configurations (the grid of one model) would make every other one
+        pay for its padding: backends are grouped, largest first, with those holding more than
+        half as many actions as the group's first (padding under 2x). The PGN's per-backend
+        constant is reordered to the groups' order, so each group is a contiguous slice of the
+        generated heads (no gather); ``action_slot`` maps each action into the groups' padded
+        layout, end to end.
+        """
         n_m, n_a, m_dim, n_b = self.n_deep, self.n_actions, self.m_dim, self.n_backends
-        counts = torch.bincount(self.backend_of, minlength=n_b)
-        slots = max(int(counts.max()), 1) if n_a else 1
-        slot_of = torch.zeros(n_a, dtype=torch.long)
-        seen = [0] * n_b
+        counts = torch.bincount(self.backend_of, minlength=n_b).tolist()
+        order = sorted(range(n_b), key=lambda b: (-counts[b], b))
+        groups: list[list[int]] = []
+        for b in order:
+            if groups and 2 * counts[b] > counts[groups[-1][0]]:
+                groups[-1].append(b)
+            else:
+                groups.append([b])
+        perm = [b for g in groups for b in g]
+        self.pgn_const = self.pgn_const[:, :, perm].contiguous()
+        actions_of: list[list[int]] = [[] for _ in range(n_b)]
         for a, b in enumerate(self.backend_of.tolist()):
-            slot_of[a] = seen[b]
-            seen[b] += 1
-        phi_pad = torch.zeros(n_m, n_b, slots, m_dim)
-        phi_pad[:, self.backend_of, slot_of] = self.phi
-        self.register_buffer("phi_pad", phi_pad[:, None])  # [D, 1, n, slots, m]
-        self.register_buffer("action_slot", self.backend_of * slots + slot_of)  # [A] into n*slots
-        self.slots = slots
+            actions_of[b].append(a)
+        action_slot = torch.zeros(n_a, dtype=torch.long)
+        self.slot_groups: list[tuple[int, int, int]] = []  # (first position in perm, end, slots)
+        start = offset = 0
+        for i, group in enumerate(groups):
+            slots = max(counts[group[0]], 1)
+            phi_pad = torch.zeros(n_m, len(group), slots, m_dim)
+            for j, b in enumerate(group):
+                idx = actions_of[b]
+                phi_pad[:, j, : len(idx)] = self.phi[:, idx]
+                action_slot[idx] = offset + j * slots + torch.arange(len(idx))
+            self.register_buffer(f"phi_pad_{i}", phi_pad[:, None])  # [D, 1, n_g, slots, m]
+            self.slot_groups.append((start, start + len(group), slots))
+            start += len(group)
+            offset += len(group) * slots
+        self.register_buffer("action_slot", action_slot)  # [A] into the groups' padded layout
 
     # -- forward ----------------------------------------------------------------------------
     def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -212,18 +236,24 @@ class FusedRouterHeads(nn.Module):
         """Generated low-level heads' (quality, log-cost) corrections: [M, B, A, 2].
 
         The PGN generates each backend's head from the query's trunk state; each head is then
-        applied to its own backend's actions (`_build_slots`), as one batched product.
+        applied to its own backend's actions (`_build_slots`), one batched product per group.
         """
         g = torch.nn.functional.gelu(torch.bmm(z, self.w_z)[:, :, None, :] + self.pgn_const)  # [M,B,n,h]
         n_m, bsz, n_b, h = g.shape
-        m_dim, k, slots = self.m_dim, self.k, self.slots
+        m_dim, k = self.m_dim, self.k
         mk = m_dim * k
         gen = torch.baddbmm(self.b_gen, g.reshape(n_m, bsz * n_b, h), self.w_gen).reshape(n_m, bsz, n_b, -1)
-        w1 = gen[..., :mk].reshape(n_m, bsz, n_b, m_dim, k)
-        hid = torch.matmul(self.phi_pad, w1) + gen[..., None, mk : mk + k]  # [M, B, n, slots, k]
-        w2 = gen[..., mk + k :].reshape(n_m, bsz, n_b, k, 2)
-        delta = torch.matmul(torch.nn.functional.gelu(hid), w2)  # [M, B, n, slots, 2]
-        return delta.reshape(n_m, bsz, n_b * slots, 2)[:, :, self.action_slot]
+        parts = []
+        for i, (start, end, slots) in enumerate(self.slot_groups):
+            part = gen[:, :, start:end]
+            n_g = end - start
+            w1 = part[..., :mk].reshape(n_m, bsz, n_g, m_dim, k)
+            hid = torch.matmul(getattr(self, f"phi_pad_{i}"), w1) + part[..., None, mk : mk + k]
+            w2 = part[..., mk + k :].reshape(n_m, bsz, n_g, k, 2)
+            delta = torch.matmul(torch.nn.functional.gelu(hid), w2)  # [M, B, n_g, slots, 2]
+            parts.append(delta.reshape(n_m, bsz, n_g * slots, 2))
+        delta = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        return delta[:, :, self.action_slot]
 
     def _members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's (quality logits, log-costs): [M, B, A] each, from normalised x."""
