@@ -23,6 +23,8 @@ def test_ids_by_chunk_equal_the_whole_text_ids(source: str) -> None:
     texts = random_texts(800, seed=7) if source == "random" else bench_queries(600)
     texts = [replace_surrogates(t) for t in texts]
     texts += ["a\x0bb c", "x\x1cy", "p\x85q", "no\u2028break", "nb\u00a0sp", "zero\u200bwidth", ""]
+    # every whitespace kind `str.split` splits chunks on, beside punctuation
+    texts += ["a.\u3000(b", "x\u1680y,\u2000z", "p\u205fq\u2029r", "tab\tnl\nret\r!", "  lead trail  "]
     # added tokens are matched in the raw text (case-sensitive); long words are [UNK]
     texts += ["x[CLS]y [MASK] [cls]", "[SEP]", "[UNK]x", "a" * 100, "b" * 101]
     texts += ["Caf\u00e9 na\u00efve", "__init__", "ALL CAPS 123 x2"]
