@@ -8,7 +8,6 @@ OOD action, the model's own choice becomes the first runner-up), and each decisi
 confidence, coverage, margin, OOD score and optional `Explanation`.
 """
 
-import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from haps_core.decision import Alternative, RoutingDecision, cap_mask, route_from_predictions
+from haps_core.decision import Alternative, RoutingDecision, cap_mask, route_from_predictions, with_fields
 from haps_core.model.explain import build_explanation
 from haps_core.model.fused import ensemble_mean, spread_of
 from haps_core.model.input_cost import text_counts
@@ -144,7 +143,7 @@ def _apply_ood(
             for a in (first, *own.alternatives)
             if a.action_index != new.action_index and (cap is None or a.predicted_cost <= cap)
         ]
-        out[r] = dataclasses.replace(new, alternatives=tuple(alts[:n_alt]))
+        out[r] = with_fields(new, alternatives=tuple(alts[:n_alt]))
     return out
 
 
@@ -205,7 +204,7 @@ def guarded_route(
             extra["explanation"] = _explanation(
                 router, texts[i], d, used[i], cost[i], spread[i], mask[i], ev, i, features, risk
             )
-        out.append(dataclasses.replace(d, **extra))
+        out.append(with_fields(d, **extra))
     return out
 
 

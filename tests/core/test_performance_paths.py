@@ -225,3 +225,21 @@ def test_inference_cache_sees_replaced_parameters():
     assert not np.allclose(q1, q2)
     router.train()  # the mode does not matter to the fused path (no dropout there)
     np.testing.assert_allclose(router.predict_features(x)[0], q2, atol=1e-6)
+
+
+def test_with_fields_is_dataclasses_replace():
+    """The request path's copy-with-changes equals ``dataclasses.replace`` (and checks names)."""
+    import dataclasses
+
+    from haps_core.decision import RoutingDecision, with_fields
+
+    d = RoutingDecision("a", {"temperature": 0.5}, 0.7, 0.01, 2.0, 3)
+    changes = {"confidence": 0.9, "margin": None, "ood": False, "ood_score": 1.5, "coverage": 0.2}
+    new = with_fields(d, **changes)
+    assert (
+        new == dataclasses.replace(d, **changes)
+        and new.to_dict() == dataclasses.replace(d, **changes).to_dict()
+    )
+    assert d.confidence is None  # the original is unchanged
+    with pytest.raises(TypeError, match="no field"):
+        with_fields(d, confidance=0.9)
