@@ -150,9 +150,9 @@ def warm_words(texts: list[str]) -> None:
 
 
 def word_hit_rate(texts: list[str]) -> float:
-    """Share of the chunks (whitespace-separated words) of `texts` already in the chunk table."""
+    """Share of the pieces (words, punctuation) of `texts` already in the chunk table."""
     table = wordpiece._chunks[0]
-    chunks = [c for t in texts for c in wordpiece.chunks(t)]
+    chunks = [c for t in texts for c in wordpiece.pieces(t)]
     return sum(c in table for c in chunks) / max(len(chunks), 1)
 
 

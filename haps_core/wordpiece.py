@@ -4,9 +4,8 @@ Both tokenise the same query texts with the same vocabulary in one routing call:
 last batch are kept (`haps_core.memo.last_batch`), so a batch is tokenised once. And a text's ids
 are its pieces' ids end to end (BERT's normaliser works character by character and its
 pre-tokeniser splits on whitespace and around each punctuation character first), so each
-distinct chunk (a whitespace-separated run: a word, mostly) is tokenised once and remembered:
-most of a query's words have been seen before, and looking them up costs a fraction of
-tokenising them. Texts holding one of
+distinct piece (a word, mostly) is tokenised once and remembered: most of a query's words have
+been seen before, and looking them up costs a fraction of tokenising them. Texts holding one of
 the few characters on which Python's whitespace and BERT's disagree are tokenised whole. Read
 with the Rust ``tokenizers`` library, not transformers: routing must not import it.
 """
@@ -22,8 +21,8 @@ from haps_core.memo import last_batch
 
 # Python splits on these control characters; BERT's normaliser deletes them (joining the words).
 _SPLIT_DIFFERS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
-# A chunk's pieces: each ASCII punctuation character on its own (BERT's pre-tokeniser isolates
-# every one of them too) and the runs between them, so "answer." and "(answer" share "answer".
+# A text's pieces: whitespace-separated runs, with each ASCII punctuation character on its own
+# (BERT's pre-tokeniser isolates every one of them too), so "answer." and "(answer" share "answer".
 _PIECE = re.compile(r"[!-/:-@\[-`{-~]|[^\s!-/:-@\[-`{-~]+")
 _ASCII_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
 # Chunks remembered at most (a few tens of MB when full); then a new table starts.
@@ -49,14 +48,8 @@ def wordpiece_tokenizer() -> Any:
     return tokenizer
 
 
-def chunks(text: str) -> list[str]:
-    """The chunks a text's ids are remembered by: its whitespace-separated runs (`str.split`
-    and the regular expressions' ``\\s`` split on the same characters)."""
-    return text.split()
-
-
 def pieces(text: str) -> list[str]:
-    """The pieces a chunk's ids are found by (whitespace-separated, punctuation apart)."""
+    """The pieces a text's ids are looked up by (whitespace-separated, punctuation apart)."""
     return _PIECE.findall(text)
 
 
@@ -92,14 +85,6 @@ def _encode_pieces(items: list[str]) -> list[list[int]]:
     return out
 
 
-def _encode_chunks(items: list[str]) -> list[list[int]]:
-    """Each chunk's ids: its pieces' ids end to end, each distinct piece found once."""
-    split = list(map(pieces, items))
-    unique = list({p for row in split for p in row})
-    found = dict(zip(unique, _encode_pieces(unique), strict=True))
-    return [list(chain.from_iterable(map(found.__getitem__, row))) for row in split]
-
-
 @last_batch
 def wordpiece_ids(texts: Sequence[str]) -> list[list[int]]:
     """Each text's WordPiece ids, without special tokens (texts must hold no unpaired surrogate),
@@ -114,12 +99,12 @@ def wordpiece_ids(texts: Sequence[str]) -> list[list[int]]:
         return bool(_SPLIT_DIFFERS.search(text)) or ("[" in text and any(a in text for a in added))
 
     whole = [i for i, t in enumerate(texts) if needs_whole(t)]
-    split = list(map(str.split, texts))  # `chunks`, without a Python call per text
-    missing = list({c for row in split for c in row if c not in table})
+    split = list(map(pieces, texts))
+    missing = list({c for chunks in split for c in chunks if c not in table})
     if missing:
-        table.update(zip(missing, _encode_chunks(missing), strict=True))
+        table.update(zip(missing, _encode_pieces(missing), strict=True))
     get = table.__getitem__
-    out = [list(chain.from_iterable(map(get, row))) for row in split]
+    out = [list(chain.from_iterable(map(get, chunks))) for chunks in split]
     if whole:
         for i, ids in zip(whole, _encode([texts[i] for i in whole]), strict=True):
             out[i] = ids
