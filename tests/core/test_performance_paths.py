@@ -213,6 +213,68 @@ def test_fused_heads_skip_members_that_are_their_linear_path(arch, linear_only):
     torch.testing.assert_close(c1, c0, atol=1e-5, rtol=1e-5)
 
 
+def _uneven_router(arch: str, members: int) -> HAPSRouter:
+    """Backends of 2, 9 and 3 actions (the largest in the middle): the low-level heads' groups
+    reorder the backends."""
+    torch.manual_seed(3)
+    actions = [Action.make("x", temperature=t) for t in (0.0, 1.0)]
+    actions += [Action.make("big", temperature=t / 8) for t in range(9)]
+    actions += [Action.make("y", temperature=t) for t in (0.0, 0.5, 1.0)]
+    space = RoutingSpace.from_actions(actions, {"x": (0.5, 1.5), "big": (3.0, 15.0), "y": (0.1, 0.2)})
+    cfg = RouterConfig(embed_dim=12, hidden=24, members=members, architecture=arch, pgn_hidden=5)
+    router = HAPSRouter(space, cfg, torch.randn(2, 12))
+    with torch.no_grad():
+        for p in router.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        router.feature_mean.normal_()
+        router.feature_std.uniform_(0.5, 2.0)
+    return router.eval()
+
+
+@pytest.mark.parametrize("arch", ["haps", "flat"])
+@pytest.mark.parametrize("members", [1, 3])
+@pytest.mark.parametrize("linear_only", [(), (1,)])
+def test_small_batch_numpy_heads_match_the_torch_heads(arch, members, linear_only):
+    """The numpy twin used for one or two queries gives the fused heads' outputs (members with
+    and without deep heads; backends whose groups reorder them), and `predict_with_spread`
+    gives the same predictions whichever path a batch takes."""
+    from haps_core.model.small_batch import SMALL_BATCH, ensemble_predictions, small_batch_heads
+
+    router = _uneven_router(arch, members)
+    with torch.no_grad():
+        for i in linear_only:
+            if i < members:
+                net = router.members[i]
+                for p in (net.flat_head if arch == "flat" else net.high_head).parameters():
+                    p.zero_()
+                if arch == "haps":
+                    m, k = net._pgn_shapes
+                    net.low_base[m * k + k :] = 0.0
+                    net.pgn[-1].weight[m * k + k :] = 0.0
+                    net.pgn[-1].bias[m * k + k :] = 0.0
+    heads = router._inference_heads()
+    if arch == "haps":
+        assert [g[2] for g in heads.slot_groups] == [9, 3]  # "big" alone; "y" and "x" padded to 3
+    twin = small_batch_heads(heads)
+    assert twin is not None and small_batch_heads(heads) is twin  # made once
+    x = 2 * torch.randn(5, router.config.input_dim)
+    with torch.no_grad():
+        q0, c0 = heads.member_outputs(x)
+    q1, c1 = twin.member_outputs(x.numpy())
+    np.testing.assert_allclose(q1, q0.numpy(), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(c1, c0.numpy(), atol=1e-5, rtol=1e-5)
+    quality, _, spread = ensemble_predictions(q1, c1)
+    if members == 1:
+        assert not spread.any()
+    together = router.predict_with_spread(x)  # torch: 5 > SMALL_BATCH
+    assert len(x) > SMALL_BATCH
+    for i in range(len(x)):
+        alone = router.predict_with_spread(x[i : i + 1])  # numpy
+        for a, b in zip(alone, together, strict=True):
+            np.testing.assert_allclose(a[0], b[i], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(quality, together[0], atol=1e-5, rtol=1e-5)
+
+
 def test_inference_cache_sees_replaced_parameters():
     """A parameter replaced by a new object (not changed in place) also rebuilds the fused heads."""
     router = _router("haps", 2)
