@@ -7,6 +7,7 @@ from its buffers, equal to it to float32 rounding (the GELUs are torch's own, on
 Larger batches stay on torch, which spreads them over the cores.
 """
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,9 +18,21 @@ from haps_core.model.config import FEATURE_CLIP
 if TYPE_CHECKING:
     from haps_core.model.fused import FusedRouterHeads
 
-# Up to this many queries the numpy path is faster. Not more: from about 4 queries its BLAS
-# calls go multi-threaded, and their threads spinning beside torch's made it 10x slower here.
+# Up to this many queries the numpy path is faster (with more, torch's per-op cost is spread).
 SMALL_BATCH = 2
+
+
+# Products of more multiply-adds than this run in torch: numpy's BLAS would run them on threads of
+# its own, which spin beside torch's (a 5 x 256 router's batch-1 heads took 10 ms instead of 1).
+TORCH_MACS = 1 << 16
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``: small products in numpy, large ones in torch (on the same memory)."""
+    batch = math.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    if batch * a.shape[-2] * a.shape[-1] * b.shape[-1] > TORCH_MACS:
+        return torch.matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    return a @ b
 
 
 def _gelu(a: np.ndarray) -> np.ndarray:
@@ -60,7 +73,7 @@ class SmallBatchHeads:
     def member_outputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every member's quality logits and log-costs, [M, B, A] float32 each."""
         x = np.clip((features - self.mean) / self.std, -FEATURE_CLIP, FEATURE_CLIP)
-        out = x @ self.w_in + self.b_in
+        out = _matmul(x, self.w_in) + self.b_in
         n_m, n_d, n_a, bsz = self.n_members, self.n_deep, self.n_actions, x.shape[0]
         h = self.hidden if n_d else 0
         skip = out[:, n_d * h :].reshape(bsz, n_m, 2 * n_a).transpose(1, 0, 2)
@@ -73,10 +86,10 @@ class SmallBatchHeads:
         z = (g - mu) / np.sqrt(var + self.ln_eps) * self.ln_weight + self.ln_bias  # [D, B, h]
         q, c = q_all[self.deep_idx], c_all[self.deep_idx]
         if self.arch == "flat":
-            head = z @ self.w_head + self.b_head
+            head = _matmul(z, self.w_head) + self.b_head
             q, c = q + head[..., :n_a], c + head[..., n_a:]
         else:
-            high = z @ self.w_high + self.b_high  # [D, B, 2n]
+            high = _matmul(z, self.w_high) + self.b_high  # [D, B, 2n]
             n_b = self.n_backends
             delta = self._low_level(z)
             q = q + high[..., :n_b][..., self.backend_of] + delta[..., 0]
@@ -89,19 +102,19 @@ class SmallBatchHeads:
 
     def _low_level(self, z: np.ndarray) -> np.ndarray:
         """`FusedRouterHeads._low_level` in numpy: [D, B, A, 2]."""
-        g = _gelu((z @ self.w_z)[:, :, None, :] + self.pgn_const)  # [D, B, n, h]
+        g = _gelu(_matmul(z, self.w_z)[:, :, None, :] + self.pgn_const)  # [D, B, n, h]
         n_d, bsz, n_b, h = g.shape
         # stacked 2-D products of contiguous operands: numpy hands each to BLAS
-        gen = (g.reshape(n_d, bsz * n_b, h) @ self.w_gen).reshape(n_d, bsz, n_b, -1) + self.b_gen
+        gen = _matmul(g.reshape(n_d, bsz * n_b, h), self.w_gen).reshape(n_d, bsz, n_b, -1) + self.b_gen
         m_dim, k = self.m_dim, self.k
         mk = m_dim * k
         parts = []
         for (start, end, slots), phi in zip(self.slot_groups, self.phi_pads, strict=True):
             part = gen[:, :, start:end]
             n_g = end - start
-            hid = phi @ part[..., :mk].reshape(n_d, bsz, n_g, m_dim, k) + part[..., None, mk : mk + k]
+            hid = _matmul(phi, part[..., :mk].reshape(n_d, bsz, n_g, m_dim, k)) + part[..., None, mk : mk + k]
             w2 = part[..., mk + k :].reshape(n_d, bsz, n_g, k, 2)
-            parts.append((_gelu(hid) @ w2).reshape(n_d, bsz, n_g * slots, 2))
+            parts.append(_matmul(_gelu(hid), w2).reshape(n_d, bsz, n_g * slots, 2))
         delta = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
         return delta[:, :, self.action_slot]
 
