@@ -626,3 +626,19 @@ def test_model_card_front_matter_and_evaluation_shapes(ckpt):
     cfg["evaluation"] = {"description": "x", "rows": "not a list"}
     with pytest.raises(ValueError, match=r"router `evaluation` must look like \{'description'"):
         render_model_card(cfg)
+
+
+def test_model_card_limitations_name_the_encoder_kind(ckpt):
+    """A static-minilm router's card says what a bag of token vectors misses and that it is built
+    locally; any other encoder's card says where the referenced encoder must come from."""
+    from haps_core.hub.card import render_model_card
+
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["encoder"] = {"id": "static-minilm", "revision": None}
+    static = render_model_card(cfg).split("## Limitations", 1)[1].split("## Framework versions")[0]
+    assert "bag of token vectors" in static and "no download" in static
+    assert "locally or from the" not in static and static.endswith("(no download).\n\n")
+    cfg["encoder"] = {"id": "sentence-transformers/all-MiniLM-L6-v2", "revision": None}
+    other = render_model_card(cfg).split("## Limitations", 1)[1].split("## Framework versions")[0]
+    assert "bag of token vectors" not in other and "all-MiniLM-L6-v2` locally or from the" in other
+    assert other.endswith("Hub.\n\n")

@@ -197,6 +197,7 @@ def test_finding_10_router_repr_is_a_short_summary():
     text = repr(router)
     assert "\n" not in text and len(text) < 300, text
     assert text.startswith("HAPSRouter(")
-    for part in ("9 backends", "162 actions", "static-minilm", "3 members x hidden 64", "trained on 1015 queries"):
+    parts = ("9 backends", "162 actions", "static-minilm", "3 members x hidden 64", "trained on 1015 queries")
+    for part in parts:
         assert part in text, text
     assert "ModuleList" not in text and "Linear" not in text
