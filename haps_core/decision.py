@@ -171,25 +171,6 @@ class RoutingDecision:
         )
 
 
-def with_fields(decision: RoutingDecision, **changes: Any) -> RoutingDecision:
-    """``dataclasses.replace`` for the request path: a copy of `decision` with `changes` set.
-
-    ``replace`` re-runs the generated ``__init__`` (one frozen ``__setattr__`` per field: some
-    20 us a decision); the copy here sets the instance dictionary directly. Only known field
-    names are accepted, as ``replace`` would check.
-    """
-    unknown = set(changes) - _DECISION_FIELDS
-    if unknown:
-        msg = f"RoutingDecision has no field(s) {sorted(unknown)}; fields: {sorted(_DECISION_FIELDS)}"
-        raise TypeError(msg)
-    new = object.__new__(RoutingDecision)
-    new.__dict__.update(decision.__dict__, **changes)
-    return new
-
-
-_DECISION_FIELDS = frozenset(f.name for f in fields(RoutingDecision))
-
-
 def decisions_from_predictions(
     space: Any,
     quality: np.ndarray,

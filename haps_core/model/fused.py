@@ -299,6 +299,16 @@ class FusedRouterHeads(nn.Module):
         return ensemble_mean(*self.member_outputs(features))
 
     @torch.inference_mode()
+    def predictions(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Quality, output cost (USD, float64) and the members' spread of quality, [B, A] each."""
+        x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)
+        q_members, c_members = self.member_outputs(x)
+        q, c = ensemble_mean(q_members, c_members)
+        quality = torch.sigmoid(q).float().cpu().numpy()
+        spread = spread_of(torch.sigmoid(q_members).float()).cpu().numpy()
+        return quality, torch.exp(c).double().cpu().numpy(), spread
+
+    @torch.inference_mode()
     def predict_features(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality in [0, 1] and cost in USD: what `HAPSRouter.predict_features` gives."""
         x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)

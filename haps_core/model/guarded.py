@@ -8,6 +8,7 @@ OOD action, the model's own choice becomes the first runner-up), and each decisi
 confidence, coverage, margin, OOD score and optional `Explanation`.
 """
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from haps_core.decision import Alternative, RoutingDecision, cap_mask, route_from_predictions, with_fields
+from haps_core.decision import Alternative, RoutingDecision, cap_mask, route_from_predictions
 from haps_core.model.explain import build_explanation
 from haps_core.model.fused import ensemble_mean, spread_of
 from haps_core.model.input_cost import text_counts
@@ -93,6 +94,25 @@ def ood_actions(
         f"action key (e.g. {space.actions[0].key!r}) or an action index in [0, {n_a}), got {choice!r}"
     )
     raise ValueError(msg)
+
+
+def with_fields(decision: RoutingDecision, **changes: Any) -> RoutingDecision:
+    """``dataclasses.replace`` for the request path: a copy of `decision` with `changes` set.
+
+    ``replace`` re-runs the generated ``__init__`` (one frozen ``__setattr__`` per field: some
+    20 us a decision); the copy here sets the instance dictionary directly. Only known field
+    names are accepted, as ``replace`` would check.
+    """
+    unknown = set(changes) - _DECISION_FIELDS
+    if unknown:
+        msg = f"RoutingDecision has no field(s) {sorted(unknown)}; fields: {sorted(_DECISION_FIELDS)}"
+        raise TypeError(msg)
+    new = object.__new__(RoutingDecision)
+    new.__dict__.update(decision.__dict__, **changes)
+    return new
+
+
+_DECISION_FIELDS = frozenset(f.name for f in dataclasses.fields(RoutingDecision))
 
 
 def _apply_ood(

@@ -34,7 +34,7 @@ from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
 from haps_core.model.describe import router_repr
 from haps_core.model.extend import add_backend, explore_only_mask
-from haps_core.model.fused import FusedRouterHeads, ensemble_mean, fuse_heads, spread_of, weights_key
+from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
 from haps_core.model.guarded import guarded_route
 from haps_core.model.input_cost import (
     TEXT_COUNTS,
@@ -47,7 +47,7 @@ from haps_core.model.input_cost import (
 from haps_core.model.net import RouterNet
 from haps_core.model.ood import OODStats, register_statistics_buffers
 from haps_core.model.precision import encoder_at_precision
-from haps_core.model.small_batch import SMALL_BATCH, ensemble_predictions, small_batch_heads
+from haps_core.model.small_batch import small_batch_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -209,22 +209,10 @@ class HAPSRouter(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`predict_features` and the members' spread of predicted quality [n, A], in one pass."""
         heads = self._inference_heads()
-        small = small_batch_heads(heads) if len(features) <= SMALL_BATCH else None
-        if small is not None:  # a few queries: the same products in numpy, without torch's per-op cost
-            x_np = features.numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
-            quality, log_cost, spread = ensemble_predictions(*small.member_outputs(x_np.astype(np.float32)))
-            if not self.has_cost:
-                return quality, np.zeros_like(quality), spread
-            cost = np.exp(log_cost).astype(np.float64)
-        else:
-            x = torch.as_tensor(features, dtype=torch.float32, device=self.feature_mean.device)
-            q_members, c_members = heads.member_outputs(x)
-            q, c = ensemble_mean(q_members, c_members)
-            quality = torch.sigmoid(q).float().cpu().numpy()
-            spread = spread_of(torch.sigmoid(q_members).float()).cpu().numpy()
-            if not self.has_cost:
-                return quality, np.zeros_like(quality), spread
-            cost = torch.exp(c).double().cpu().numpy()
+        small = small_batch_predictions(heads, features)  # a few queries: numpy (see there)
+        quality, cost, spread = small if small is not None else heads.predictions(features)
+        if not self.has_cost:
+            return quality, np.zeros_like(quality), spread
         if self.input_model.active:
             cost = cost + self.input_cost(check_input_counts(input_counts, len(cost)))
         return quality, cost, spread

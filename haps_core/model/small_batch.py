@@ -142,3 +142,18 @@ def ensemble_predictions(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
     logit = np.log(clipped) - np.log1p(-clipped)
     spread = np.sqrt(np.square(prob - mean).mean(0))
     return 1.0 / (1.0 + np.exp(-logit)), c.mean(0), spread
+
+
+def small_batch_predictions(
+    heads: "FusedRouterHeads", features: torch.Tensor | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Quality, cost (USD, float64) and spread [B, A] for up to `SMALL_BATCH` queries through the
+    numpy twin of `heads`; None for larger batches or where the twin does not apply."""
+    if len(features) > SMALL_BATCH:
+        return None
+    twin = small_batch_heads(heads)
+    if twin is None:
+        return None
+    x = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    quality, log_cost, spread = ensemble_predictions(*twin.member_outputs(x.astype(np.float32)))
+    return quality, np.exp(log_cost).astype(np.float64), spread

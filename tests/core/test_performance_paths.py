@@ -293,7 +293,8 @@ def test_with_fields_is_dataclasses_replace():
     """The request path's copy-with-changes equals ``dataclasses.replace`` (and checks names)."""
     import dataclasses
 
-    from haps_core.decision import RoutingDecision, with_fields
+    from haps_core.decision import RoutingDecision
+    from haps_core.model.guarded import with_fields
 
     d = RoutingDecision("a", {"temperature": 0.5}, 0.7, 0.01, 2.0, 3)
     changes = {"confidence": 0.9, "margin": None, "ood": False, "ood_score": 1.5, "coverage": 0.2}
