@@ -150,10 +150,8 @@ def warm_words(texts: list[str]) -> None:
 
 
 def word_hit_rate(texts: list[str]) -> float:
-    """Share of the pieces (words, punctuation) of `texts` already in the chunk table."""
-    table = wordpiece._chunks[0]
-    chunks = [c for t in texts for c in wordpiece.pieces(t)]
-    return sum(c in table for c in chunks) / max(len(chunks), 1)
+    """Share of the pieces (words, punctuation) of `texts` already in the word tables."""
+    return wordpiece.remembered_share(texts)
 
 
 def tokenizer_only(enc: Any) -> Callable[[list[str]], Any]:

@@ -106,8 +106,9 @@ class CharStats:
     line_head_owner: np.ndarray
 
 
-class _Batch:
-    """The concatenated code points of a batch, their class bits and each text's span."""
+class CharBatch:
+    """The concatenated code points of a batch, their class bits and each text's span
+    (shared, through `char_batch`, by the character statistics and the WordPiece lookup)."""
 
     def __init__(self, texts: Sequence[str]) -> None:
         lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -159,10 +160,16 @@ class _Batch:
 
 
 @last_batch
+def char_batch(texts: Sequence[str]) -> CharBatch:
+    """The `CharBatch` of `texts` (the last batch's is reused when asked again: do not modify it)."""
+    return CharBatch(texts)
+
+
+@last_batch
 def char_stats(texts: Sequence[str]) -> CharStats:
     """The `CharStats` of `texts` (the last batch's result is reused when asked again)."""
     n = len(texts)
-    b = _Batch(texts)
+    b = char_batch(texts)
     space, word = b.has(SPACE), b.has(WORD)
     punct = ~space & ~word
     decimal = b.has(DECIMAL)
@@ -207,7 +214,7 @@ def char_stats(texts: Sequence[str]) -> CharStats:
     )
 
 
-def _line_heads(b: _Batch, space: np.ndarray) -> dict[str, np.ndarray]:
+def _line_heads(b: CharBatch, space: np.ndarray) -> dict[str, np.ndarray]:
     line_starts = np.concatenate([b.starts, np.flatnonzero(b.cp == 10) + 1])
     owner = np.searchsorted(b.starts, line_starts, side="right") - 1
     solid = np.flatnonzero(~space)

@@ -23,7 +23,7 @@ from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.distill import CONFIG_FILE, RECIPE_VERSION, TOKENIZER_FILE, WEIGHTS_FILE
 from haps_core.encoders.local import DEFAULT_ENCODER_ID, default_model_path
 from haps_core.paths import default_cache_dir
-from haps_core.wordpiece import tokenizer_path, wordpiece_ids
+from haps_core.wordpiece import tokenizer_path, wordpiece_flat
 
 logger = logging.getLogger(__name__)
 
@@ -97,21 +97,19 @@ class StaticEncoder(QueryEncoder):
         bounds = np.cumsum(lengths)[:-1]
         return [row.tolist() for row in np.split(flat, bounds)]
 
-    def _raw_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        if self._shares_wordpiece:  # the same ids the input-cost counts need: tokenised once
-            return wordpiece_ids(texts)
-        return [e.ids for e in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
-
     def _flat_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """All texts' ids end to end (an empty text: one [UNK]) and each text's count."""
-        ids = self._raw_ids(texts)
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        if self._shares_wordpiece:  # the same ids the input-cost counts need: tokenised once
+            flat, lengths = wordpiece_flat(texts)
+        else:
+            rows = [e.ids for e in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
         if not lengths.all():
-            ids = [row or [self._unk] for row in ids]
+            firsts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            flat = np.insert(flat, firsts[lengths == 0], self._unk)
             lengths = np.maximum(lengths, 1)
-        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-        flat[flat >= self.embeddings.shape[0]] = self._unk
-        return flat, lengths
+        return np.where(flat >= self.embeddings.shape[0], self._unk, flat), lengths
 
     def _encode(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
         flat, lengths = self._flat_ids(texts)

@@ -22,7 +22,7 @@ import torch
 from haps_core.catalog import RoutingSpace
 from haps_core.charstats import char_stats, is_small_batch
 from haps_core.text import replace_surrogates
-from haps_core.wordpiece import wordpiece_ids
+from haps_core.wordpiece import wordpiece_flat
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ WORDPIECE_CHARS = 4_000_000
 
 def _wordpieces(texts: Sequence[str]) -> np.ndarray:
     heads = [replace_surrogates(t[:WORDPIECE_CHARS]) for t in texts]  # tokenizers refuse them
-    n = np.fromiter(map(len, wordpiece_ids(heads)), dtype=np.float64, count=len(heads))
+    n = wordpiece_flat(heads)[1].astype(np.float64)
     scale = np.array([len(t) / max(len(h), 1) for t, h in zip(texts, heads, strict=True)])
     return n * scale
 
