@@ -17,8 +17,8 @@ forward pass alone (the floor no router on this encoder can go under):
 Every comparison is paired (the things compared run back to back on the same query or batch;
 ratios are medians of per-query ratios or ratios of summed times), so the ratios hold when other
 processes load the machine; the absolute figures move with that load (printed in the header).
-On a loaded 2-core machine use ``--threads 1``: two OpenMP threads that must meet at every
-operator stall whenever either is descheduled (tens of times slower router heads, measured).
+route() runs torch on the router's `routing_threads` (1 by default: `haps_core.model.threads`);
+``--routing-threads N`` changes it (0: torch's own setting, ``--threads``), to compare.
 
 Two workloads: ``bench``: haps-bench dev-split queries as logged (multiple-choice exam questions,
 ~220 tokens at the median, truncated at the encoder's 256); ``short``: the ``Question:`` line of
@@ -32,7 +32,7 @@ tokenizer's own time for the same batches (at most 2x), p50 at batch 1 on 20-wor
 most 1 ms) and a cold ``haps route --query`` beside ``python -c "import torch"`` in the same run
 (at most 1.5x). The detailed table below them needs a transformer (`HFEncoder`) router.
 
-Usage: python benchmarks/routing.py [--router DIR] [--threads N] [--n-latency 150]
+Usage: python benchmarks/routing.py [--router DIR] [--threads N] [--routing-threads N] [--n-latency 150]
        [--n-agree 500] [--n-batched 256] [--no-compile] [--floors-only] [--json out.json]
 """
 
@@ -462,6 +462,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--router", default=None, help="checkpoint folder (default: the shipped one)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--routing-threads",
+        type=int,
+        default=None,
+        help="torch threads route() uses (default: the router's; 0: torch's)",
+    )
     parser.add_argument("--n-latency", type=int, default=150, help="queries timed one by one")
     parser.add_argument("--n-agree", type=int, default=500, help="queries for decision agreement")
     parser.add_argument("--n-batched", type=int, default=256, help="queries per throughput run")
@@ -474,6 +480,8 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     router, origin = load_or_train_router(args.router)
     router.eval()
+    if args.routing_threads is not None:
+        router.routing_threads = args.routing_threads or None
     from haps_core.paths import default_router_dir
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -483,7 +491,8 @@ def main() -> None:
     floor_rows = floors(router, folder, texts, weight0)
     print(
         f"\nissue 18 floors: router {origin}, encoder {getattr(router.encoder, 'encoder_id', None)}; "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+        f"route() on {router.routing_threads or torch.get_num_threads()} torch threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
     )
     print("| floor | measured | target | met |\n|---|---|---|---|")
     for what, value, target, met in floor_rows:

@@ -48,6 +48,7 @@ from haps_core.model.net import RouterNet
 from haps_core.model.ood import OODStats, register_statistics_buffers
 from haps_core.model.precision import encoder_at_precision
 from haps_core.model.small_batch import small_batch_predictions
+from haps_core.model.threads import ROUTING_THREADS, check_threads, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class HAPSRouter(nn.Module):
     `attach_encoder`; it is referenced by id in checkpoints, not copied, unless fine-tuned.
     """
 
+    routing_threads: int | None = ROUTING_THREADS  # torch threads a route() call uses (None: torch's)
     # buffers (registered in __init__)
     backend_of: torch.Tensor
     style_of: torch.Tensor
@@ -320,15 +322,14 @@ class HAPSRouter(nn.Module):
             "exploration": check_exploration(exploration),
             "explore_only": explore_only_mask(self),
         }
-        if self.ood_stats is not None or risk or explain:
-            return guarded_route(
-                self, texts, input_texts, cost_weight=cost_weight, pool=allowed, risk=risk,
-                ood_action=ood_action, explain=explain, **kw,
-            )  # fmt: skip
-        quality, cost = self.predict(texts, input_texts)
-        return route_from_predictions(
-            self.space, quality, cost, cost_weight=cost_weight, allowed=allowed, **kw
-        )
+        with torch_threads(check_threads(self.routing_threads)):  # see haps_core.model.threads
+            if self.ood_stats is not None or risk or explain:
+                return guarded_route(
+                    self, texts, input_texts, cost_weight=cost_weight, pool=allowed, risk=risk,
+                    ood_action=ood_action, explain=explain, **kw,
+                )  # fmt: skip
+            q, c = self.predict(texts, input_texts)
+            return route_from_predictions(self.space, q, c, cost_weight=cost_weight, allowed=allowed, **kw)
 
     def explain(self, query: str, cost_weight: float | None = None, k: int = 5, **route_kwargs: Any) -> Any:
         """The `Explanation` of routing one query (top `k` actions); `route_kwargs` as `route`."""
