@@ -81,9 +81,10 @@ class SmallBatchHeads:
         if not n_d:
             return q_all, c_all
         g = _gelu(np.ascontiguousarray(out[:, : n_d * h].reshape(bsz, n_d, h).transpose(1, 0, 2)))
-        mu = g.mean(-1, keepdims=True)
-        var = np.square(g - mu).mean(-1, keepdims=True)
-        z = (g - mu) / np.sqrt(var + self.ln_eps) * self.ln_weight + self.ln_bias  # [D, B, h]
+        inv_h = np.float32(1.0 / h)  # sums, not `mean`: its Python wrapper costs more than the sum
+        centred = g - g.sum(-1, keepdims=True) * inv_h
+        var = np.square(centred).sum(-1, keepdims=True) * inv_h
+        z = centred / np.sqrt(var + self.ln_eps) * self.ln_weight + self.ln_bias  # [D, B, h]
         q, c = q_all[self.deep_idx], c_all[self.deep_idx]
         if self.arch == "flat":
             head = _matmul(z, self.w_head) + self.b_head
@@ -133,15 +134,15 @@ def small_batch_heads(heads: "FusedRouterHeads") -> SmallBatchHeads | None:
 
 def ensemble_predictions(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quality [B, A], mean log-cost [B, A] and the members' spread of quality, from the
-    members' [M, B, A] (as `ensemble_mean`, `spread_of` and a sigmoid give them in torch)."""
+    members' [M, B, A] (as `ensemble_mean`, `spread_of` and a sigmoid give them in torch: the
+    mean of the members' probabilities, clipped to [1e-6, 1 - 1e-6])."""
     prob = 1.0 / (1.0 + np.exp(-q))
     if q.shape[0] == 1:
         return prob[0], c[0], np.zeros_like(prob[0])
-    mean = prob.mean(0)
-    clipped = np.clip(mean, 1e-6, 1 - 1e-6)
-    logit = np.log(clipped) - np.log1p(-clipped)
-    spread = np.sqrt(np.square(prob - mean).mean(0))
-    return 1.0 / (1.0 + np.exp(-logit)), c.mean(0), spread
+    inv_m = np.float32(1.0 / q.shape[0])
+    mean = prob.sum(0) * inv_m
+    spread = np.sqrt(np.square(prob - mean).sum(0) * inv_m)
+    return np.clip(mean, 1e-6, 1 - 1e-6), c.sum(0) * inv_m, spread
 
 
 def small_batch_predictions(
