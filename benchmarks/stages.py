@@ -83,6 +83,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from haps_core.model import load_router_folder
+    from haps_core.model.threads import torch_threads
     from haps_core.paths import default_router_dir
 
     folder = args.router or str(default_router_dir())
@@ -94,20 +95,29 @@ def main() -> None:
     for batches in plans.values():  # the later steps' inputs, before anything is timed
         for batch in batches:
             predictions(batch)
+    threads = router.routing_threads or torch.get_num_threads()
     print(f"route() step by step, {folder}; us per query (median over calls, {args.repeats} passes); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+          f"torch {torch.__version__}, every step on {threads} torch threads (as route())")  # fmt: skip
     print("| step | batch 1 | batch 256 |")
     print("|---|---|---|")
     results: dict[str, dict[int, float]] = {}
+    with torch_threads(router.routing_threads):  # the steps alone on the threads route() uses
+        time_steps(plans, table, results, args.repeats)
+    for name, row in results.items():
+        print(f"| {name} | {row[1]:.1f} | {row[256]:.1f} |")
+
+
+def time_steps(
+    plans: dict[int, list[list[str]]], table: list[Step], results: dict[str, dict[int, float]], repeats: int
+) -> None:
+    """Each step's median us per query over `repeats` passes of each batch size's batches."""
     for size, batches in plans.items():
         for batch in batches[:4]:  # warm-up
             for _, fn in table:
                 fn(batch)
         for name, fn in table:
-            per_call = [timed(lambda b=b, fn=fn: fn(b))[0] for _ in range(args.repeats) for b in batches]
+            per_call = [timed(lambda b=b, fn=fn: fn(b))[0] for _ in range(repeats) for b in batches]
             results.setdefault(name, {})[size] = float(np.median(per_call)) / size * 1e6
-    for name, row in results.items():
-        print(f"| {name} | {row[1]:.1f} | {row[256]:.1f} |")
 
 
 if __name__ == "__main__":
