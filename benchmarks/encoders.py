@@ -36,7 +36,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODERS = ("minilm", "minilm-int8", "minilm-onnx", "minilm-onnx-int8", "static")
+ENCODERS = ("minilm", "minilm-int8", "minilm-onnx", "minilm-onnx-int8", "static", "static-refined")
+# the router size `make default-router` trains (--members 3 --hidden 64)
+MEMBERS, HIDDEN = 3, 64
 # the `--encoder-precision` a MiniLM-based name stands for
 PRECISION_OF = {"minilm-int8": "int8", "minilm-onnx": "onnx-fp32", "minilm-onnx-int8": "onnx-int8"}
 AIQ_MARGIN = 0.005  # the default is the fastest encoder not below MiniLM's pooled AIQ by more
@@ -51,8 +53,9 @@ COLD_SCRIPT = (
 )
 
 
-def make_encoder(name: str) -> Any:
-    """The encoder of that name, on CPU."""
+def make_encoder(name: str, log: Any = None, folder: Path | None = None) -> Any:
+    """The encoder of that name, on CPU (``static-refined``: refined on `log`'s train split into
+    ``folder/refined-encoder``, or read from there when a previous run wrote it)."""
     from haps_core.encoders import load_encoder, optimize_encoder
 
     if name == "minilm":
@@ -61,17 +64,31 @@ def make_encoder(name: str) -> Any:
         return optimize_encoder(load_encoder(None, device="cpu"), PRECISION_OF[name])
     if name == "static":
         return load_encoder("static-minilm")
+    if name == "static-refined" and log is not None and folder is not None:
+        from haps_core.encoders.refine import refine_static
+        from haps_core.logs import split_queries
+
+        where = folder.parent / f"{folder.name}-encoder"
+        if (where / "config.json").is_file():
+            return load_encoder(str(where))
+        print(f"refining the static encoder on the train split into {where} ...", file=sys.stderr)
+        train = ~split_queries(log.query_ids, 0.2, seed=0)
+        return refine_static(load_encoder("static-minilm"), log, train, where, seed=0)
     raise SystemExit(f"--encoders: unknown encoder {name!r}; allowed: {', '.join(ENCODERS)}")
 
 
 def train_or_load(name: str, log: Any, folder: Path, retrain: bool, epochs: int | None) -> Any:
     """The router trained with encoder `name` (from `folder` when it holds one), encoder attached."""
     from haps_core.encoders import CachedEncoder
-    from haps_core.model import load_router_folder
+    from haps_core.model import RouterConfig, load_router_folder
     from haps_core.paths import default_cache_dir
     from haps_core.training import TrainingConfig, fit
 
-    encoder = make_encoder(name)
+    if retrain and name == "static-refined":
+        import shutil
+
+        shutil.rmtree(folder.parent / f"{folder.name}-encoder", ignore_errors=True)  # --retrain asked
+    encoder = make_encoder(name, log, folder)
     if retrain or not (folder / "config.json").is_file():
         print(f"training the {name} router into {folder} ...", file=sys.stderr)
         cached = CachedEncoder(encoder, default_cache_dir() / "embeddings")
@@ -80,7 +97,7 @@ def train_or_load(name: str, log: Any, folder: Path, retrain: bool, epochs: int 
         )
         router = fit(
             log, encoder=cached, training_config=config, holdout_fraction=0.2, holdout_seed=0,
-            device="cpu", prompt_styles="builtin",
+            device="cpu", prompt_styles="builtin", router_config=RouterConfig(members=MEMBERS, hidden=HIDDEN),
         )  # fmt: skip
         router.save_pretrained(folder)
     router = load_router_folder(folder, device="cpu", load_encoder=False)
@@ -165,7 +182,7 @@ def disk_mb(name: str, folder: Path, router: Any) -> tuple[float, float]:
     """(router checkpoint MB, encoder files MB) on disk."""
     ckpt = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
     enc = router.encoder
-    if name == "static":
+    if name.startswith("static"):
         where = Path(enc.folder)
     else:
         from haps_core.encoders.load import default_model_path

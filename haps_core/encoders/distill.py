@@ -129,7 +129,21 @@ def distill(
         "sif_coefficient": SIF_COEFFICIENT,
         "sha256": digest,
     }
-    target = Path(target)
+    target = write_static_folder(Path(target), embeddings, tokenizer_path, config)
+    logger.info("static encoder written to %s (sha256 %s)", target, digest[:12])
+    return target
+
+
+def write_static_folder(
+    target: Path, embeddings: torch.Tensor, tokenizer_file: Path, config: dict[str, Any]
+) -> Path:
+    """Writes a static encoder folder (`embeddings`, a copy of `tokenizer_file`, `config` with the
+    table's sha256) atomically: built beside `target`, then renamed into place. An existing
+    `target` is kept (another process built it first)."""
+    embeddings = embeddings.detach().to(torch.float32).contiguous()
+    digest = hashlib.sha256(embeddings.numpy().tobytes()).hexdigest()
+    config = {**config, "sha256": digest}
+    tokenizer_path = Path(tokenizer_file)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -145,5 +159,4 @@ def distill(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("static encoder written to %s (sha256 %s)", target, digest[:12])
     return target

