@@ -20,24 +20,11 @@ import torch.nn.functional as F
 
 from haps_core.encoders.distill import write_static_folder
 from haps_core.encoders.static import StaticEncoder
+from haps_core.model.ood import observed_scores
 
 logger = logging.getLogger(__name__)
 
 REFINED_ENCODER_ID = "static-minilm-refined"
-
-
-def _observed(log: Any, queries: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """[len(queries), A] mean observed score and observed mask of those queries' cells."""
-    pos = np.full(log.n_queries, -1)
-    pos[queries] = np.arange(len(queries))
-    rows = np.flatnonzero(pos[log.row_query] >= 0)
-    r, a = pos[log.row_query[rows]], log.row_action[rows]
-    total = np.zeros((len(queries), len(log.space)))
-    count = np.zeros_like(total)
-    np.add.at(total, (r, a), log.score[rows])
-    np.add.at(count, (r, a), 1.0)
-    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(count > 0)
 
 
 def refine_static(
@@ -87,7 +74,8 @@ def refine_static(
     probe = torch.nn.Linear(base.shape[1], len(log.space))
     ids = torch.as_tensor(compact, dtype=torch.long)
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    score, mask = _observed(log, queries)
+    observed, mean = observed_scores(log, queries)
+    score, mask = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(observed)
     opt = torch.optim.Adam([{"params": [table], "lr": lr}, {"params": probe.parameters(), "lr": probe_lr}])
 
     def loss_of(rows: np.ndarray) -> torch.Tensor:

@@ -204,7 +204,7 @@ def gaussian_fit(emb: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndar
     return mean, np.linalg.inv(cov)
 
 
-def _observed_scores(log: RoutingLog, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def observed_scores(log: RoutingLog, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[len(queries), A] observed mask and mean observed score (0 where unobserved)."""
     pos = np.full(log.n_queries, -1)
     pos[queries] = np.arange(len(queries))
@@ -302,7 +302,7 @@ def fit_ood(
         mean, precision = np.zeros((0, bank.shape[1])), np.zeros((0, bank.shape[1]))
         cal_scores = 1.0 - neighbours(bank, cal, k)[1].mean(axis=1)
     threshold = float(np.quantile(cal_scores, quantile))
-    observed, scores = _observed_scores(log, bank_idx)
+    observed, scores = observed_scores(log, bank_idx)
     summary = action_summary(log, train)
     rare = [int(a) for a in np.flatnonzero(summary[2] < min_share)]
     if rare:
