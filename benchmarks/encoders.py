@@ -182,7 +182,9 @@ def disk_mb(name: str, folder: Path, router: Any) -> tuple[float, float]:
     """(router checkpoint MB, encoder files MB) on disk."""
     ckpt = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
     enc = router.encoder
-    if name.startswith("static"):
+    if name == "static-refined":  # its files travel inside the checkpoint (encoder/)
+        where = folder / "encoder"
+    elif name == "static":
         where = Path(enc.folder)
     else:
         from haps_core.encoders.load import default_model_path

@@ -6,7 +6,7 @@ Query features describe only what the user sends; nothing from a log's outcome c
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,33 +47,72 @@ _TIMES = re.compile("\\d\\s*[x\u00d7]\\s*\\d")
 # Code markers: r"```|\bdef |\bclass |\breturn\b|;\s*$|\{|\}|#include|=>" (MULTILINE) counted
 # alternative by alternative. They start with different characters and no match of one holds
 # the start of another's, so the counts add up to the whole expression's; the literals are
-# counted with str.count and each expression runs only on texts holding its literal part.
+# counted with str.count, the others by `_code_words`.
 _CODE_LITERALS = ("```", "{", "}", "#include", "=>")
-_CODE_PATTERNS = (
-    ("def ", re.compile(r"\bdef ")),
-    ("class ", re.compile(r"\bclass ")),
-    ("return", re.compile(r"\breturn\b")),
-    (";", re.compile(r";\s*$", re.MULTILINE)),
-)
-_LATEX = re.compile(r"\$|\\frac|\\sqrt|\\begin")
+# Latex: r"\$|\\frac|\\sqrt|\\begin" searched, i.e. one of its four literals in the text.
 
 
 def _regex_features(text: str) -> tuple[int, bool, int, bool]:
     """(`3 x 4` products, latex, code markers, context) of one text.
 
-    Each regular expression runs only when a substring every one of its matches contains is
-    present (the same result, without scanning most texts).
+    Each count equals its regular expression's; the expressions run only where a cheap test
+    (a substring, or a character's neighbours) says a match may exist, and the code markers that
+    are a literal beside a word boundary are counted with ``str.find`` (the same result, without
+    scanning most texts with `re`, which costs more than tokenising them).
     """
     low = text.lower()
-    times = len(_TIMES.findall(text)) if ("x" in text or "\u00d7" in text) else 0
-    code = sum(map(text.count, _CODE_LITERALS))
-    code += sum(len(rx.findall(text)) for hint, rx in _CODE_PATTERNS if hint in text)
-    return (
-        times,
-        bool(_LATEX.search(text)),
-        code,
-        "context:" in low or "passage" in low,
+    times = _times_count(text) if ("x" in text or "\u00d7" in text) else 0
+    code = sum(map(text.count, _CODE_LITERALS)) + _code_words(text)
+    latex = "$" in text or "\\frac" in text or "\\sqrt" in text or "\\begin" in text
+    return times, latex, code, "context:" in low or "passage" in low
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"  # `\w` of a str pattern
+
+
+def _occurrences(text: str, literal: str) -> Iterator[int]:
+    i = text.find(literal)
+    while i >= 0:
+        yield i
+        i = text.find(literal, i + 1)
+
+
+def _times_count(text: str) -> int:
+    """`_TIMES` matches; the expression runs only on a text with an x (or U+00D7) that has a digit or
+    whitespace on both sides, as every match has."""
+    n = len(text)
+    for sign in ("x", "\u00d7"):
+        for i in _occurrences(text, sign):
+            before, after = text[i - 1 : i], text[i + 1 : i + 2]
+            if (
+                0 < i < n - 1
+                and (before.isdigit() or before.isspace())
+                and (after.isdigit() or after.isspace())
+            ):
+                return len(_TIMES.findall(text))
+    return 0
+
+
+def _code_words(text: str) -> int:
+    """The code markers that are not literals: ``\\bdef `` and ``\\bclass `` (no word character before),
+    ``\\breturn\\b`` (none before or after) and ``;\\s*$`` with MULTILINE (a semicolon whose
+    following whitespace reaches a newline or the end). None of them can overlap itself."""
+    n = len(text)
+    count = 0
+    for literal in ("def ", "class "):
+        count += sum(1 for i in _occurrences(text, literal) if i == 0 or not _is_word(text[i - 1]))
+    count += sum(
+        1
+        for i in _occurrences(text, "return")
+        if (i == 0 or not _is_word(text[i - 1])) and (i + 6 == n or not _is_word(text[i + 6]))
     )
+    for i in _occurrences(text, ";"):
+        j = i + 1
+        while j < n and text[j] != "\n" and text[j].isspace():
+            j += 1
+        count += j == n or text[j] == "\n"
+    return count
 
 
 def _choice_lines(st: Any, n: int) -> np.ndarray:
