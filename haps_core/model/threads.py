@@ -2,9 +2,10 @@
 
 A routing call is mostly Python and numpy work on the texts, with a few small torch products in
 the middle. Spread over several OpenMP threads, each product costs a wake-up of the others, and
-the woken threads spin after it, beside the single-threaded rest of the call. Measured with `benchmarks/routing.py --floors-only` (2
-vCPUs): one thread routes batches of 64 haps-bench queries 1.5-1.6x faster than torch's default of
-two, and batches of 256 1.25-1.3x faster; single queries take the numpy path and do not change.
+the woken threads spin after it, beside the single-threaded rest of the call. Measured with
+`benchmarks/routing.py --floors-only` (2 vCPUs): one thread routes batches of 64 haps-bench
+queries 1.5-1.6x faster than torch's default of two, and batches of 256 1.25-1.3x faster; single
+queries take the numpy path and do not change.
 
 `torch_threads` sets torch's thread count for the duration of a call and restores it after the
 last concurrent call leaves (a count shared by threads that route at once, under a lock).
