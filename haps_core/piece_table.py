@@ -36,12 +36,19 @@ _FIRST_PUNCT = len(_ALPHABET) + 1
 _MASKS = np.array([(1 << (8 * n)) - 1 for n in range(KEY_CHARS)] + [(1 << 64) - 1], dtype=np.uint64)
 
 
+_KEY_TRANSLATION = dict(enumerate(_TEXT))
+
+
 def key_text(key: int) -> str:
     """The piece a key stands for (lowercase: the ids are those of any casing)."""
     return key.to_bytes(KEY_CHARS, "little").rstrip(b"\0").decode("latin-1").translate(_KEY_TRANSLATION)
 
 
-_KEY_TRANSLATION = dict(enumerate(_TEXT))
+def _firsts(lengths: np.ndarray) -> np.ndarray:
+    """Where each of consecutive spans of these lengths starts."""
+    out = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=out[1:])
+    return out
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ class KeyTable:
         """This table and `keys` (new, distinct) with their `ids`."""
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=int(lengths.sum()))
-        offsets = len(self.ids) + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        offsets = len(self.ids) + _firsts(lengths)
         at = np.searchsorted(self.keys, keys)
         return KeyTable(
             np.insert(self.keys, at, keys),
@@ -73,6 +80,13 @@ class KeyTable:
             np.insert(self.lengths, at, lengths),
             np.concatenate([self.ids, flat]),
         )
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's position in the table (clipped to it) and whether the table holds it."""
+        if not len(self.keys):
+            return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return at, self.keys[at] == keys
 
 
 @dataclass(frozen=True)
@@ -136,8 +150,7 @@ def batch_ids(
     keys = pieces.key[keyed]
     if len(table) > max_keys:
         table = KeyTable.empty()
-    at = np.minimum(np.searchsorted(table.keys, keys), max(len(table) - 1, 0))
-    found = table.keys[at] == keys if len(table) else np.zeros(len(keys), dtype=bool)
+    at, found = table.find(keys)
     if not found.all():
         new = np.unique(keys[~found])
         table = table.with_pieces(new, lookup([key_text(int(k)) for k in new.tolist()]))
@@ -153,11 +166,10 @@ def batch_ids(
         rows = lookup(texts)
         counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         extra = np.fromiter((i for row in rows for i in row), dtype=np.int64, count=int(counts.sum()))
-        offsets[others] = len(source) + np.concatenate([[0], np.cumsum(counts)[:-1]])
+        offsets[others] = len(source) + _firsts(counts)
         lengths[others] = counts
         source = np.concatenate([source, extra])
     total = int(lengths.sum())
-    firsts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    gather = np.repeat(offsets - firsts, lengths) + np.arange(total)
+    gather = np.repeat(offsets - _firsts(lengths), lengths) + np.arange(total)
     per_text = np.bincount(pieces.owner, weights=lengths, minlength=n_texts).astype(np.int64)
     return source[gather], per_text, table

@@ -101,12 +101,17 @@ def _piece_table() -> dict[str, list[int]]:
     return table
 
 
-def _pieces_ids(items: list[str]) -> list[list[int]]:
-    """Each piece's ids, from the piece table (tokenising the pieces it lacks)."""
-    table = _piece_table()
+def _remember(table: dict[str, list[int]], items: Sequence[str]) -> None:
+    """Adds to the piece table the ids of the pieces among `items` it lacks (tokenised once each)."""
     missing = list({c for c in items if c not in table})
     if missing:
         table.update(zip(missing, _encode_pieces(missing), strict=True))
+
+
+def _pieces_ids(items: list[str]) -> list[list[int]]:
+    """Each piece's ids, from the piece table (tokenising the pieces it lacks)."""
+    table = _piece_table()
+    _remember(table, items)
     return [table[c] for c in items]
 
 
@@ -114,23 +119,20 @@ def _whole_texts(texts: Sequence[str]) -> list[int]:
     """The texts that must be tokenised whole: "[CLS]" in a text is that token (its pieces would
     not be), and Python splits on a few control characters that BERT deletes."""
     added = _lookup()[2]
-    joined = "".join(texts)  # one pass over the batch first: these texts are rare
-    if not _SPLIT_DIFFERS.search(joined) and not ("[" in joined and any(a in joined for a in added)):
+
+    def needs_whole(text: str) -> bool:
+        return bool(_SPLIT_DIFFERS.search(text)) or ("[" in text and any(a in text for a in added))
+
+    if not needs_whole("".join(texts)):  # one pass over the batch first: these texts are rare
         return []
-    return [
-        i
-        for i, t in enumerate(texts)
-        if _SPLIT_DIFFERS.search(t) or ("[" in t and any(a in t for a in added))
-    ]
+    return [i for i, t in enumerate(texts) if needs_whole(t)]
 
 
 def _ids_by_piece(texts: Sequence[str]) -> list[list[int]]:
     """Each text's ids, piece by piece through the piece table (the path for small batches)."""
     table = _piece_table()
     split = list(map(pieces, texts))
-    missing = list({c for chunks in split for c in chunks if c not in table})
-    if missing:
-        table.update(zip(missing, _encode_pieces(missing), strict=True))
+    _remember(table, list(chain.from_iterable(split)))
     get = table.__getitem__
     out = [list(chain.from_iterable(map(get, chunks))) for chunks in split]
     whole = _whole_texts(texts)
@@ -182,9 +184,7 @@ def remembered_share(texts: Sequence[str]) -> float:
     found = split_pieces(b)
     table, by_text = _keys[0], _chunks[0]
     keyed = found.key != 0
-    keys = found.key[keyed]
-    at = np.minimum(np.searchsorted(table.keys, keys), max(len(table) - 1, 0))
-    hits = int((table.keys[at] == keys).sum()) if len(table) else 0
+    hits = int(table.find(found.key[keyed])[1].sum())
     for s, n in zip(found.begin[~keyed].tolist(), found.length[~keyed].tolist(), strict=True):
         hits += b.joined[s : s + n] in by_text
     return hits / max(len(found.key), 1)

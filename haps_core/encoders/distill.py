@@ -119,7 +119,6 @@ def distill(
     vectors = token_vectors(Path(source_dir), list(range(vocab_size)), cls_id, sep_id)
     reduced = pca(vectors, dims) * zipf_weights(vocab_size)[:, None]
     embeddings = reduced.to(torch.float32).contiguous()
-    digest = hashlib.sha256(embeddings.numpy().tobytes()).hexdigest()
     config: dict[str, Any] = {
         "recipe_version": RECIPE_VERSION,
         "source": source_id or str(source_dir),
@@ -127,11 +126,8 @@ def distill(
         "vocab_size": vocab_size,
         "pooling": "mean",
         "sif_coefficient": SIF_COEFFICIENT,
-        "sha256": digest,
     }
-    target = write_static_folder(Path(target), embeddings, tokenizer_path, config)
-    logger.info("static encoder written to %s (sha256 %s)", target, digest[:12])
-    return target
+    return write_static_folder(Path(target), embeddings, tokenizer_path, config)
 
 
 def write_static_folder(
@@ -159,4 +155,5 @@ def write_static_folder(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("static encoder written to %s (sha256 %s)", target, digest[:12])
     return target

@@ -10,6 +10,7 @@ import filecmp
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
@@ -90,6 +91,21 @@ class StaticEncoder(QueryEncoder):
             f"{self._encoder_id}@static-v{c.get('recipe_version')}|source={c.get('source')}"
             f"|dims={c.get('dims')}|sha256={c.get('sha256')}"
         )
+
+    def save(self, target: Path) -> None:
+        """Writes this encoder's files into the new folder `target`: its vectors as held in memory,
+        its tokenizer and config (what a router checkpoint carries for a refined encoder)."""
+        from safetensors.torch import save_file
+
+        target.mkdir(parents=True)
+        weights = {"embeddings": self.embeddings.detach().to(torch.float32).contiguous()}
+        save_file(weights, str(target / WEIGHTS_FILE), metadata={"sha256": str(self.config.get("sha256"))})
+        source = self.folder / TOKENIZER_FILE
+        if source.is_file():  # the same bytes: `_shares_wordpiece` compares them
+            shutil.copyfile(source, target / TOKENIZER_FILE)
+        else:
+            self.tokenizer.save(str(target / TOKENIZER_FILE))
+        (target / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """The token ids each text is averaged over (no special tokens; out-of-range ids: [UNK])."""

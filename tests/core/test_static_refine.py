@@ -76,3 +76,9 @@ def test_a_router_on_the_refined_encoder_carries_its_files(
     torch.testing.assert_close(loaded.encoder.embeddings, refined.embeddings)
     texts = log.queries[:5]
     assert [d.action_index for d in loaded.route(texts)] == [d.action_index for d in router.route(texts)]
+    from haps_core.encoders import CachedEncoder
+
+    router.attach_encoder(CachedEncoder(refined, tmp_path / "cache"))  # wrapped, as training caches it
+    router.save_pretrained(tmp_path / "router-cached")
+    again = HAPSRouter.from_pretrained(str(tmp_path / "router-cached"))  # saved from memory
+    torch.testing.assert_close(again.encoder.embeddings, refined.embeddings)
