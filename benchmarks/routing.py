@@ -18,7 +18,10 @@ Every comparison is paired (the things compared run back to back on the same que
 ratios are medians of per-query ratios or ratios of summed times), so the ratios hold when other
 processes load the machine; the absolute figures move with that load (printed in the header).
 route() runs torch on the router's `routing_threads` (1 by default: `haps_core.model.threads`);
-``--routing-threads N`` changes it (0: torch's own setting, ``--threads``), to compare.
+``--routing-threads N`` changes it (0: torch's own setting, ``--threads``), to compare. The
+router first serves a few dozen single queries, as a serving process has: with ``--heads-runtime
+auto`` (the default) its heads are then compiled for ONNX Runtime (`haps_core.model.compiled`);
+``eager`` keeps them on numpy and torch.
 
 Two workloads: ``bench``: haps-bench dev-split queries as logged (multiple-choice exam questions,
 ~220 tokens at the median, truncated at the encoder's 256); ``short``: the ``Question:`` line of
@@ -32,7 +35,8 @@ tokenizer's own time for the same batches (at most 2x), p50 at batch 1 on 20-wor
 most 1 ms) and a cold ``haps route --query`` beside ``python -c "import torch"`` in the same run
 (at most 1.5x). The detailed table below them needs a transformer (`HFEncoder`) router.
 
-Usage: python benchmarks/routing.py [--router DIR] [--threads N] [--routing-threads N] [--n-latency 150]
+Usage: python benchmarks/routing.py [--router DIR] [--threads N] [--routing-threads N]
+       [--heads-runtime auto|onnxruntime|eager] [--n-latency 150]
        [--n-agree 500] [--n-batched 256] [--no-compile] [--floors-only] [--json out.json]
 """
 
@@ -56,6 +60,7 @@ from haps_core.decision import cost_weight_grid
 from haps_core.encoders import CachedEncoder, HFEncoder, bf16_supported, optimize_encoder
 from haps_core.features import structural_features
 from haps_core.memo import clear_all
+from haps_core.model.compiled import COMPILE_AFTER, HEADS_RUNTIMES
 from haps_core.model.input_cost import text_counts
 from haps_core.wordpiece import clear_chunks, wordpiece_ids
 
@@ -176,6 +181,8 @@ def floors(router: HAPSRouter, folder: Path, texts: dict[str, list[str]], weight
     for b in (train[:64], train[:256]):  # warm-up (allocator, lazy init) on other queries
         router.route(b, cost_weight=weight)
         tok(b)
+    for t in train[:COMPILE_AFTER]:  # a serving process's first calls: "auto" compiles the heads
+        router.route([t], cost_weight=weight)
     warm_words(train)
     hit = word_hit_rate(bench)
     out = []
@@ -230,6 +237,12 @@ def floors(router: HAPSRouter, folder: Path, texts: dict[str, list[str]], weight
          f"<= {FLOOR_COLD_RATIO}x", cold / torch_cold <= FLOOR_COLD_RATIO)
     )  # fmt: skip
     return out
+
+
+def heads_runtime_used(router: HAPSRouter) -> str:
+    """What ran the router heads in the floors: ONNX Runtime or numpy/torch ("eager")."""
+    compiled = router._inference_heads().__dict__.get("_compiled")
+    return "ONNX Runtime" if compiled else "numpy/torch (eager)"
 
 
 def base_encoder(router: HAPSRouter) -> HFEncoder:
@@ -468,6 +481,12 @@ def main() -> None:
         default=None,
         help="torch threads route() uses (default: the router's; 0: torch's)",
     )
+    parser.add_argument(
+        "--heads-runtime",
+        default="auto",
+        choices=HEADS_RUNTIMES,
+        help="the router heads' runtime (haps_core.model.compiled; default auto: ONNX Runtime once warm)",
+    )
     parser.add_argument("--n-latency", type=int, default=150, help="queries timed one by one")
     parser.add_argument("--n-agree", type=int, default=500, help="queries for decision agreement")
     parser.add_argument("--n-batched", type=int, default=256, help="queries per throughput run")
@@ -482,6 +501,7 @@ def main() -> None:
     router.eval()
     if args.routing_threads is not None:
         router.routing_threads = args.routing_threads or None
+    router.heads_runtime = args.heads_runtime
     from haps_core.paths import default_router_dir
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -492,6 +512,7 @@ def main() -> None:
     print(
         f"\nissue 18 floors: router {origin}, encoder {getattr(router.encoder, 'encoder_id', None)}; "
         f"route() on {router.routing_threads or torch.get_num_threads()} torch threads, "
+        f"heads on {heads_runtime_used(router)}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
     )
     print("| floor | measured | target | met |\n|---|---|---|---|")

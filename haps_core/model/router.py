@@ -31,6 +31,7 @@ from haps_core.exploration import Exploration, check_exploration
 from haps_core.features import action_value_features, query_features
 from haps_core.model import checkpoint
 from haps_core.model.arguments import check_route_budgets, route_texts
+from haps_core.model.compiled import check_heads_runtime, fast_predictions
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
 from haps_core.model.describe import router_repr
 from haps_core.model.extend import add_backend, explore_only_mask
@@ -47,7 +48,6 @@ from haps_core.model.input_cost import (
 from haps_core.model.net import RouterNet
 from haps_core.model.ood import OODStats, register_statistics_buffers
 from haps_core.model.precision import encoder_at_precision
-from haps_core.model.small_batch import small_batch_predictions
 from haps_core.model.threads import ROUTING_THREADS, check_threads, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class HAPSRouter(nn.Module):
     """
 
     routing_threads: int | None = ROUTING_THREADS  # torch threads a route() call uses (None: torch's)
+    heads_runtime: str = "auto"  # "auto", "onnxruntime" or "eager": see haps_core.model.compiled
     # buffers (registered in __init__)
     backend_of: torch.Tensor
     style_of: torch.Tensor
@@ -211,8 +212,9 @@ class HAPSRouter(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`predict_features` and the members' spread of predicted quality [n, A], in one pass."""
         heads = self._inference_heads()
-        small = small_batch_predictions(heads, features)  # a few queries: numpy (see there)
-        quality, cost, spread = small if small is not None else heads.predictions(features)
+        runtime = check_heads_runtime(self.heads_runtime)  # ONNX Runtime, or numpy for a few queries
+        fast = fast_predictions(heads, features, runtime, check_threads(self.routing_threads))
+        quality, cost, spread = fast if fast is not None else heads.predictions(features)
         if not self.has_cost:
             return quality, np.zeros_like(quality), spread
         if self.input_model.active:

@@ -14,6 +14,7 @@ from haps_core.catalog import Action, RoutingSpace
 from haps_core.decision import choose
 from haps_core.encoders import CachedEncoder, bf16_supported, load_encoder, optimize_encoder
 from haps_core.model import HAPSRouter, RouterConfig, fuse_heads
+from tests.helpers.random_routers import uneven_router
 from tests.helpers.tiny_models import make_tiny_bert
 
 
@@ -213,24 +214,6 @@ def test_fused_heads_skip_members_that_are_their_linear_path(arch, linear_only):
     torch.testing.assert_close(c1, c0, atol=1e-5, rtol=1e-5)
 
 
-def _uneven_router(arch: str, members: int) -> HAPSRouter:
-    """Backends of 2, 9 and 3 actions (the largest in the middle): the low-level heads' groups
-    reorder the backends."""
-    torch.manual_seed(3)
-    actions = [Action.make("x", temperature=t) for t in (0.0, 1.0)]
-    actions += [Action.make("big", temperature=t / 8) for t in range(9)]
-    actions += [Action.make("y", temperature=t) for t in (0.0, 0.5, 1.0)]
-    space = RoutingSpace.from_actions(actions, {"x": (0.5, 1.5), "big": (3.0, 15.0), "y": (0.1, 0.2)})
-    cfg = RouterConfig(embed_dim=12, hidden=24, members=members, architecture=arch, pgn_hidden=5)
-    router = HAPSRouter(space, cfg, torch.randn(2, 12))
-    with torch.no_grad():
-        for p in router.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-        router.feature_mean.normal_()
-        router.feature_std.uniform_(0.5, 2.0)
-    return router.eval()
-
-
 @pytest.mark.parametrize("arch", ["haps", "flat"])
 @pytest.mark.parametrize("members", [1, 3])
 @pytest.mark.parametrize("linear_only", [(), (1,)])
@@ -240,18 +223,8 @@ def test_small_batch_numpy_heads_match_the_torch_heads(arch, members, linear_onl
     gives the same predictions whichever path a batch takes."""
     from haps_core.model.small_batch import SMALL_BATCH, ensemble_predictions, small_batch_heads
 
-    router = _uneven_router(arch, members)
-    with torch.no_grad():
-        for i in linear_only:
-            if i < members:
-                net = router.members[i]
-                for p in (net.flat_head if arch == "flat" else net.high_head).parameters():
-                    p.zero_()
-                if arch == "haps":
-                    m, k = net._pgn_shapes
-                    net.low_base[m * k + k :] = 0.0
-                    net.pgn[-1].weight[m * k + k :] = 0.0
-                    net.pgn[-1].bias[m * k + k :] = 0.0
+    router = uneven_router(arch, members, linear_only)
+    router.heads_runtime = "eager"  # the numpy and torch paths (ONNX Runtime: test_compiled_heads)
     heads = router._inference_heads()
     if arch == "haps":
         assert [g[2] for g in heads.slot_groups] == [9, 3]  # "big" alone; "y" and "x" padded to 3
