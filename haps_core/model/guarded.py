@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from haps_core.decision import Alternative, RoutingDecision, cap_mask, route_from_predictions
+from haps_core.model.coverage import check_coverage_prior, shrink_to_coverage
 from haps_core.model.explain import build_explanation
 from haps_core.model.fused import ensemble_mean, spread_of
 from haps_core.model.input_cost import text_counts
@@ -94,6 +95,30 @@ def ood_actions(
         f"action key (e.g. {space.actions[0].key!r}) or an action index in [0, {n_a}), got {choice!r}"
     )
     raise ValueError(msg)
+
+
+def covered_quality(
+    router: "HAPSRouter", quality: np.ndarray, ev: Evidence | None, prior: float | None = None
+) -> np.ndarray:
+    """`quality` [n, A] with coverage shrinkage applied as `route()` applies it
+    (`haps_core.model.coverage`), from the queries' `evidence`; unchanged without evidence or
+    with a zero `prior` (None: the router's `coverage_prior`)."""
+    prior = check_coverage_prior(router.coverage_prior if prior is None else prior)
+    if ev is None or not prior:
+        return quality
+    k = ev.index.shape[1]
+    support = ev.coverage * k  # neighbours that observed each action
+    backend_of = _backend_of(router)
+    return shrink_to_coverage(quality, support, ev.backend_support, ev.backend_share, backend_of, k, prior)
+
+
+def _backend_of(router: "HAPSRouter") -> np.ndarray:
+    """[A] each action's backend index, as numpy (converted once per router)."""
+    got = router.__dict__.get("_backend_of_np")
+    if got is None or len(got) != len(router.backend_of):
+        got = router.backend_of.cpu().numpy()
+        router.__dict__["_backend_of_np"] = got
+    return got
 
 
 def with_fields(decision: RoutingDecision, **changes: Any) -> RoutingDecision:
@@ -177,21 +202,25 @@ def guarded_route(
     risk: float,
     ood_action: str | int | None,
     explain: bool,
+    coverage_prior: float | None = None,
     **kw: Any,
 ) -> list[RoutingDecision]:
-    """`HAPSRouter.route` with risk, the OOD policy and evidence (see the module docstring).
+    """`HAPSRouter.route` with risk, coverage shrinkage, the OOD policy and evidence (see the
+    module docstring and `haps_core.model.coverage`).
 
     `kw` are `route_from_predictions`'s budget arguments (cap, target, reference, default
     cost weight, n_alternatives).
     """
     risk = check_risk(risk)
+    prior = check_coverage_prior(router.coverage_prior if coverage_prior is None else coverage_prior)
     if ood_action is not None:  # a bad one is an error even when no query of this call is flagged
         ood_actions(router, ood_action, 0.0)
     features = router.featurize(texts)
     quality, cost, spread = router.predict_with_spread(features, text_counts(input_texts or texts))
+    ev = evidence(router, features)
+    quality = covered_quality(router, quality, ev, prior)
     used = np.clip(quality - risk * spread, 0.0, 1.0) if risk else quality
     decisions = route_from_predictions(router.space, used, cost, cost_weight=cost_weight, allowed=pool, **kw)
-    ev = evidence(router, features)
     if ev is not None and ev.flagged.any():
         decisions = _apply_ood(router, decisions, used, cost, ev.flagged, pool, ood_action, kw)
     mask = (

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from haps_core.logs import RoutingLog, split_queries
+from haps_core.model.coverage import backend_columns
 
 if TYPE_CHECKING:
     from haps_core.model.router import HAPSRouter
@@ -134,6 +135,8 @@ class Evidence:
     index: np.ndarray  # [n, k] into the stored sample
     similarity: np.ndarray  # [n, k]
     coverage: np.ndarray  # [n, A]: share of the k nearest that observed the action
+    backend_support: np.ndarray  # [n, B]: how many of the k nearest observed the backend
+    backend_share: np.ndarray  # [B]: share of the stored training queries that observed it
 
 
 def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evidence | None:
@@ -149,7 +152,8 @@ def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evide
     else:
         score = 1.0 - sim.mean(axis=1)
     coverage = arrays.observed[idx].mean(axis=1)
-    return Evidence(score, score > stats.threshold, idx, sim, coverage)
+    support = arrays.backend_observed[idx].sum(axis=1)
+    return Evidence(score, score > stats.threshold, idx, sim, coverage, support, arrays.backend_share)
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,8 @@ class _StatisticsArrays:
     versions: tuple[int, ...]
     bank: np.ndarray  # [N, D] float32
     observed: np.ndarray  # [N, A] float64
+    backend_observed: np.ndarray  # [N, B] float64: 1 where any of the backend's actions was
+    backend_share: np.ndarray  # [B]: its mean over the stored queries
     mean: np.ndarray  # [1, D] float64
     precision: np.ndarray | None  # [D, D] float64, None without Mahalanobis statistics
 
@@ -176,11 +182,16 @@ def _statistics_arrays(router: "HAPSRouter") -> _StatisticsArrays:
         and all(a is b for a, b in zip(held.tensors, tensors, strict=True))
     ):
         return held
+    observed = router.ood_observed.detach().cpu().numpy().astype(np.float64)
+    by_backend = backend_columns(router.backend_of.cpu().numpy(), len(router.space.backends))
+    backend_observed = np.minimum(observed @ by_backend, 1.0)
     arrays = _StatisticsArrays(
         tensors,
         versions,
         router.ood_bank.detach().cpu().numpy(),
-        router.ood_observed.detach().cpu().numpy().astype(np.float64),
+        observed,
+        backend_observed,
+        backend_observed.mean(axis=0) if len(backend_observed) else np.zeros(by_backend.shape[1]),
         router.ood_mean.detach().cpu().numpy().astype(np.float64),
         router.ood_precision.detach().cpu().numpy().astype(np.float64) if len(router.ood_precision) else None,
     )

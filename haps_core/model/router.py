@@ -33,6 +33,7 @@ from haps_core.model import checkpoint
 from haps_core.model.arguments import check_route_budgets, route_texts
 from haps_core.model.compiled import check_heads_runtime, fast_predictions
 from haps_core.model.config import FEATURE_CLIP, RouterConfig
+from haps_core.model.coverage import COVERAGE_PRIOR, check_coverage_prior
 from haps_core.model.describe import router_repr
 from haps_core.model.extend import add_backend, explore_only_mask
 from haps_core.model.fused import FusedRouterHeads, fuse_heads, weights_key
@@ -63,6 +64,7 @@ class HAPSRouter(nn.Module):
 
     routing_threads: int | None = ROUTING_THREADS  # torch threads a route() call uses (None: torch's)
     heads_runtime: str = "auto"  # "auto", "onnxruntime" or "eager": see haps_core.model.compiled
+    coverage_prior: float = COVERAGE_PRIOR  # route()'s default: see haps_core.model.coverage
     # buffers (registered in __init__)
     backend_of: torch.Tensor
     style_of: torch.Tensor
@@ -286,6 +288,7 @@ class HAPSRouter(nn.Module):
         backends: Sequence[str] | None = None,
         input_texts: Sequence[str] | None = None,
         risk: float = 0.0,
+        coverage_prior: float | None = None,
         ood_action: str | int | None = None,
         explain: bool = False,
         exploration: Exploration | dict[str, Any] | None = None,
@@ -306,6 +309,8 @@ class HAPSRouter(nn.Module):
             input_texts: per query, all the text its call sends besides the style's system text
                 (the history too): what its input cost is counted on; default: the query text.
             risk: decide on ``quality - risk * ensemble spread`` (a lower confidence bound; 0: mean).
+            coverage_prior: how strongly a backend few nearby training queries observed is shrunk
+                toward the local mean (`haps_core.model.coverage`); None: `coverage_prior`; 0: off.
             ood_action: what an out-of-distribution query gets (a backend, action key or index);
                 default `self.ood_action`, else the training log's best single action.
             explain: attach an `Explanation` to each decision (``decision.explain()``).
@@ -315,6 +320,7 @@ class HAPSRouter(nn.Module):
         texts = route_texts(texts, input_texts)
         check_route_budgets(cost_weight, max_cost_per_query, target_mean_cost, self.has_cost)
         allowed = None if backends is None else pool_mask(self.space, backends)
+        check_coverage_prior(self.coverage_prior if coverage_prior is None else coverage_prior)
         kw: dict[str, Any] = {
             "max_cost_per_query": max_cost_per_query,
             "target_mean_cost": target_mean_cost,
@@ -328,7 +334,7 @@ class HAPSRouter(nn.Module):
             if self.ood_stats is not None or risk or explain:
                 return guarded_route(
                     self, texts, input_texts, cost_weight=cost_weight, pool=allowed, risk=risk,
-                    ood_action=ood_action, explain=explain, **kw,
+                    coverage_prior=coverage_prior, ood_action=ood_action, explain=explain, **kw,
                 )  # fmt: skip
             q, c = self.predict(texts, input_texts)
             return route_from_predictions(self.space, q, c, cost_weight=cost_weight, allowed=allowed, **kw)
@@ -378,23 +384,12 @@ class HAPSRouter(nn.Module):
         )
 
     @classmethod
-    def from_folder(
-        cls,
-        folder: str | os.PathLike[str],
-        device: str = "cpu",
-        load_encoder: bool = True,
-        local_files_only: bool = False,
-    ) -> "HAPSRouter":
+    def from_folder(cls, folder: str | os.PathLike[str], device: str = "cpu", load_encoder: bool = True,
+                    local_files_only: bool = False) -> "HAPSRouter":  # fmt: skip
         """Loads a checkpoint folder strictly (`haps_core.model.checkpoint.load_router_folder`)."""
         return checkpoint.load_router_folder(cls, folder, device, load_encoder, local_files_only)
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        revision: str | None = None,
-        private: bool | None = None,
-        commit_message: str = "Upload HAPS router",
-        token: str | None = None,
-    ) -> str:
+    def push_to_hub(self, repo_id: str, revision: str | None = None, private: bool | None = None,
+                    commit_message: str = "Upload HAPS router", token: str | None = None) -> str:  # fmt: skip
         """Uploads the checkpoint to a Hub model repo (created if needed); returns the commit URL."""
         return checkpoint.push_router(self, repo_id, revision, private, commit_message, token)
