@@ -42,7 +42,9 @@ def shrunk_predictor(router: Any, log: Any, features: Any, base: Any, prior: flo
     def predict(embeddings: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         quality, cost = base(embeddings, texts)
         rows = [row_of[t] for t in texts]
-        sub = None if ev is None else type(ev)(*(getattr(ev, f)[rows] for f in _ROW_FIELDS), ev.backend_share)
+        sub = (
+            None if ev is None else type(ev)(*(getattr(ev, f)[rows] for f in _ROW_FIELDS), ev.backend_common)
+        )
         return covered_quality(router, quality, sub, prior), cost
 
     return predict

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 HEADS_RUNTIMES = ("auto", "onnxruntime", "eager")
 # calls a heads snapshot serves on the eager paths before "auto" compiles it
 COMPILE_AFTER = 32
+CHUNK = 64  # queries per ONNX Runtime call (the torch heads chunk their low-level heads alike)
 _OPSET = 20  # the first with a standard (exact, erf) Gelu
 _OUTPUTS = ("quality", "log_cost", "spread")
 _warned: set[str] = set()
@@ -197,8 +198,17 @@ class CompiledHeads:
         self.threads = threads
 
     def predictions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Quality, cost (USD, float64) and spread [B, A], as `small_batch_predictions`."""
-        quality, log_cost, spread = self.session.run(None, {"features": features})
+        """Quality, cost (USD, float64) and spread [B, A], as `small_batch_predictions`; a large
+        batch in chunks of `CHUNK` queries, whose intermediates stay in the caches (those of 256
+        queries at once take some 10 MB)."""
+        if len(features) <= CHUNK:
+            quality, log_cost, spread = self.session.run(None, {"features": features})
+        else:
+            parts = [
+                self.session.run(None, {"features": features[s : s + CHUNK]})
+                for s in range(0, len(features), CHUNK)
+            ]
+            quality, log_cost, spread = (np.concatenate([p[i] for p in parts]) for i in range(3))
         return quality, np.exp(log_cost).astype(np.float64), spread
 
 

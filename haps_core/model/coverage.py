@@ -55,39 +55,47 @@ def backend_columns(backend_of: np.ndarray, n_backends: int) -> np.ndarray:
     return out
 
 
+def common_ratios(backend_share: np.ndarray) -> np.ndarray:
+    """[B] each backend's share of the training queries over the median backend's, at most 1
+    (the global ratio of the module docstring; 1 for all when the median backend has none)."""
+    typical = float(np.median(backend_share)) if len(backend_share) else 0.0
+    if typical <= 0:
+        return np.ones_like(backend_share, dtype=np.float64)
+    return np.minimum(np.asarray(backend_share, dtype=np.float64) / typical, 1.0)
+
+
 def shrink_to_coverage(
     quality: np.ndarray,
-    action_support: np.ndarray,
+    coverage: np.ndarray,
     backend_support: np.ndarray,
-    backend_share: np.ndarray,
+    common: np.ndarray,
     backend_of: np.ndarray,
     k: int,
     prior: float,
 ) -> np.ndarray:
-    """[n, A] quality shrunk by coverage (see the module docstring).
+    """[n, A] quality shrunk by coverage (see the module docstring); `quality` itself where every
+    backend is fully supported (the usual case on a complete log: no array is copied).
 
     Args:
         quality: [n, A] predicted quality.
-        action_support: [n, A] how many of each query's `k` nearest training queries observed
+        coverage: [n, A] the share of each query's `k` nearest training queries that observed
             each action (the weights of the local mean).
         backend_support: [n, B] how many of them observed each backend (any of its configurations).
-        backend_share: [B] the share of the stored training queries that observed each backend.
+        common: [B] each backend's global ratio (`common_ratios`).
         backend_of: [A] each action's backend index.
         k: the number of neighbours counted.
         prior: the prior's strength in neighbours (0: `quality` unchanged).
     """
     if not prior or k < 1:
         return quality
-    typical = float(np.median(backend_share))
-    common = np.minimum(backend_share / typical, 1.0) if typical > 0 else np.ones_like(backend_share)
     best = backend_support.max(axis=1, keepdims=True).astype(np.float64)
-    near = np.where(best > 0, backend_support / np.maximum(best, 1.0), 1.0)
-    rho = np.maximum(near, common[None, :])[:, backend_of]  # [n, A]
-    weight = np.minimum(rho * k / (rho * k + prior) * (k + prior) / k, 1.0)
-    seen = action_support.sum(axis=1, keepdims=True)
-    local = np.where(
-        seen > 0,
-        (action_support * quality).sum(axis=1, keepdims=True) / np.maximum(seen, 1e-12),
-        quality.mean(axis=1, keepdims=True),
-    )
+    near = np.divide(backend_support, best, out=np.ones(backend_support.shape), where=best > 0)
+    rho = np.maximum(near, common[None, :])  # [n, B]
+    if rho.min() >= 1.0:
+        return quality
+    by_backend = np.minimum(rho * k / (rho * k + prior) * ((k + prior) / k), 1.0)  # [n, B]
+    weight = by_backend[:, backend_of]
+    seen = coverage.sum(axis=1, keepdims=True)
+    mean = quality.mean(axis=1, keepdims=True)
+    local = np.divide((coverage * quality).sum(axis=1, keepdims=True), seen, out=mean, where=seen > 0)
     return (weight * quality + (1.0 - weight) * local).astype(quality.dtype, copy=False)

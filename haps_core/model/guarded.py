@@ -106,10 +106,10 @@ def covered_quality(
     prior = check_coverage_prior(router.coverage_prior if prior is None else prior)
     if ev is None or not prior:
         return quality
-    k = ev.index.shape[1]
-    support = ev.coverage * k  # neighbours that observed each action
-    backend_of = _backend_of(router)
-    return shrink_to_coverage(quality, support, ev.backend_support, ev.backend_share, backend_of, k, prior)
+    k, backend_of = ev.index.shape[1], _backend_of(router)
+    return shrink_to_coverage(
+        quality, ev.coverage, ev.backend_support, ev.backend_common, backend_of, k, prior
+    )
 
 
 def _backend_of(router: "HAPSRouter") -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from haps_core.logs import RoutingLog, split_queries
-from haps_core.model.coverage import backend_columns
+from haps_core.model.coverage import backend_columns, common_ratios
 
 if TYPE_CHECKING:
     from haps_core.model.router import HAPSRouter
@@ -136,7 +136,7 @@ class Evidence:
     similarity: np.ndarray  # [n, k]
     coverage: np.ndarray  # [n, A]: share of the k nearest that observed the action
     backend_support: np.ndarray  # [n, B]: how many of the k nearest observed the backend
-    backend_share: np.ndarray  # [B]: share of the stored training queries that observed it
+    backend_common: np.ndarray  # [B]: its share of the stored queries over the median backend's
 
 
 def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evidence | None:
@@ -153,7 +153,7 @@ def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evide
         score = 1.0 - sim.mean(axis=1)
     coverage = arrays.observed[idx].mean(axis=1)
     support = arrays.backend_observed[idx].sum(axis=1)
-    return Evidence(score, score > stats.threshold, idx, sim, coverage, support, arrays.backend_share)
+    return Evidence(score, score > stats.threshold, idx, sim, coverage, support, arrays.backend_common)
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class _StatisticsArrays:
     bank: np.ndarray  # [N, D] float32
     observed: np.ndarray  # [N, A] float64
     backend_observed: np.ndarray  # [N, B] float64: 1 where any of the backend's actions was
-    backend_share: np.ndarray  # [B]: its mean over the stored queries
+    backend_common: np.ndarray  # [B]: `haps_core.model.coverage.common_ratios` of its mean
     mean: np.ndarray  # [1, D] float64
     precision: np.ndarray | None  # [D, D] float64, None without Mahalanobis statistics
 
@@ -191,7 +191,9 @@ def _statistics_arrays(router: "HAPSRouter") -> _StatisticsArrays:
         router.ood_bank.detach().cpu().numpy(),
         observed,
         backend_observed,
-        backend_observed.mean(axis=0) if len(backend_observed) else np.zeros(by_backend.shape[1]),
+        common_ratios(
+            backend_observed.mean(axis=0) if len(backend_observed) else np.zeros(by_backend.shape[1])
+        ),
         router.ood_mean.detach().cpu().numpy().astype(np.float64),
         router.ood_precision.detach().cpu().numpy().astype(np.float64) if len(router.ood_precision) else None,
     )

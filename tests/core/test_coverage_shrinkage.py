@@ -10,7 +10,7 @@ unit tests give `shrink_to_coverage` hand-made supports (no router).
 import numpy as np
 import pytest
 
-from haps_core.model.coverage import check_coverage_prior, shrink_to_coverage
+from haps_core.model.coverage import check_coverage_prior, common_ratios, shrink_to_coverage
 
 BACKEND_OF = np.array([0, 0, 1, 2])  # backend 0 has two actions
 K = 5
@@ -18,9 +18,10 @@ K = 5
 
 def _shrink(quality, action_support, backend_support, share, prior=3.0):
     q = np.asarray(quality, dtype=np.float32)[None, :]
+    coverage = np.asarray(action_support, float)[None, :] / K
     return shrink_to_coverage(
-        q, np.asarray(action_support, float)[None, :], np.asarray(backend_support, float)[None, :],
-        np.asarray(share, float), BACKEND_OF, K, prior,
+        q, coverage, np.asarray(backend_support, float)[None, :], common_ratios(np.asarray(share, float)),
+        BACKEND_OF, K, prior,
     )[0]  # fmt: skip
 
 
@@ -28,6 +29,8 @@ def test_issue15_fully_supported_backends_are_left_as_they_are():
     q = [0.9, 0.4, 0.7, 0.2]
     got = _shrink(q, [5, 5, 5, 5], [5, 5, 5], [0.6, 0.6, 0.6])
     np.testing.assert_array_equal(got, np.asarray(q, dtype=np.float32))
+    assert common_ratios(np.array([0.3, 0.6, 0.9])).tolist() == [0.5, 1.0, 1.0]
+    assert common_ratios(np.zeros(3)).tolist() == [1.0, 1.0, 1.0]  # no typical share to compare to
 
 
 def test_issue15_a_rare_backend_unsupported_here_moves_toward_the_local_mean():
