@@ -18,7 +18,7 @@ complete-log AIQ it keeps.
 
 Usage:
     python benchmarks/thin_logs.py [--members 5] [--seed 0] [--logs thin25,bandit,complete]
-        [--training '{"joint_warmup": true}'] [--router '{"hidden": 128}'] [--json out.json]
+        [--training '{"skip_warmup_steps": 0}'] [--router '{"hidden": 128}'] [--json out.json]
     python benchmarks/thin_logs.py --quick   # a smoke test: tiny training, a few seconds a router
 """
 
