@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from haps_core.logs import RoutingLog, split_queries
+from haps_core.model.compiled_evidence import compiled_evidence
 from haps_core.model.coverage import backend_columns, common_ratios
 
 if TYPE_CHECKING:
@@ -145,6 +146,10 @@ def evidence(router: "HAPSRouter", features: torch.Tensor | np.ndarray) -> Evide
     if stats is None or not len(router.ood_bank):
         return None
     arrays = _statistics_arrays(router)
+    compiled = compiled_evidence(router, arrays, stats)  # where the heads run compiled
+    if compiled is not None:
+        score, idx, sim, coverage, support = compiled.run(features)
+        return Evidence(score, score > stats.threshold, idx, sim, coverage, support, arrays.backend_common)
     emb = unit_embeddings(router, features)
     idx, sim = neighbours(arrays.bank, emb, stats.k)
     if stats.method == "mahalanobis" and arrays.precision is not None:

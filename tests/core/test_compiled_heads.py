@@ -144,3 +144,63 @@ def test_issue18_default_router_decides_the_same_on_onnxruntime_as_pinned():
         assert runners_up[0] == runners_up[1]
         for key in ("predicted_quality", "predicted_cost", "confidence"):
             assert gd[key] == pytest.approx(wd[key], rel=1e-4, abs=1e-6)
+
+
+def test_issue18_compiled_evidence_equals_the_numpy_evidence():
+    """Where the heads run compiled, so does the OOD evidence: the same neighbours, flags,
+    coverage and backend support as numpy's, the score to float32 rounding (haps-bench dev
+    queries, and chat and code queries the router flags); rebuilt when the statistics change."""
+    from haps_core import HAPSRouter
+    from haps_core.logs import read_logs, split_queries
+    from haps_core.model.compiled_evidence import CompiledEvidence
+    from haps_core.model.ood import evidence
+    from haps_core.paths import bench_logs, bench_prices
+
+    log = read_logs(bench_logs(), prices=bench_prices())
+    dev = split_queries(log.query_ids, 0.2, seed=0)
+    texts = [log.queries[i] for i in np.flatnonzero(dev)][:120]
+    texts += ["Write a haiku about autumn rain", "My Python script throws KeyError: 'id', why?"]
+    router = HAPSRouter.from_pretrained("haps-default")
+    router.heads_runtime = "eager"
+    features = router.featurize(texts)
+    want = evidence(router, features)
+    assert "_compiled_evidence" not in router.__dict__  # eager heads: numpy evidence
+    router.heads_runtime = "onnxruntime"
+    router.predict(texts[:1])  # compiles the heads
+    got = evidence(router, features)
+    held = router.__dict__["_compiled_evidence"]
+    assert isinstance(held[1], CompiledEvidence)
+    assert want.flagged.any() and np.array_equal(got.flagged, want.flagged)
+    assert np.array_equal(got.index, want.index)
+    np.testing.assert_allclose(got.similarity, want.similarity, atol=1e-5)
+    np.testing.assert_allclose(got.coverage, want.coverage, atol=1e-6)
+    np.testing.assert_array_equal(got.backend_support, want.backend_support)
+    np.testing.assert_allclose(got.score, want.score, rtol=1e-5)
+    with torch.no_grad():
+        router.ood_bank[0] = -router.ood_bank[0]  # statistics changed in place: rebuilt
+    evidence(router, features[:1])
+    assert router.__dict__["_compiled_evidence"][0] is not held[0]
+
+
+def test_issue18_an_evidence_graph_that_fails_to_build_falls_back_to_numpy(monkeypatch, caplog):
+    from haps_core import HAPSRouter
+    from haps_core.model import compiled_evidence as module
+    from haps_core.model.ood import evidence
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no TopK here")  # faked: an old ONNX Runtime
+
+    router = HAPSRouter.from_pretrained("haps-default")
+    features = router.featurize(["What is 17 * 23?"])
+    router.heads_runtime = "eager"
+    want = evidence(router, features)
+    monkeypatch.setattr(module, "CompiledEvidence", broken)
+    router.heads_runtime = "onnxruntime"
+    router.predict(["What is 2 + 2?"])
+    with caplog.at_level(logging.WARNING, logger="haps_core.model.compiled_evidence"):
+        got = evidence(router, features)
+        evidence(router, features)
+    assert [r.getMessage() for r in caplog.records] == [
+        "ONNX Runtime could not run the OOD evidence (no TopK here); using numpy"
+    ]
+    assert np.array_equal(got.index, want.index) and np.array_equal(got.score, want.score)
