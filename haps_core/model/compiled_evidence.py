@@ -6,7 +6,7 @@ batch 1, much of their time is dispatch. Where the router's heads run compiled
 (`haps_core.model.compiled`), the evidence runs as one graph too, built in memory from the same
 statistics arrays and rebuilt with them. It agrees with the numpy evidence to float32 rounding:
 the same neighbours (ONNX ``TopK`` breaks ties toward the lower index, as a stable sort does),
-the same coverage and support, and the score in float32 instead of float64 (tests).
+the same coverage and support, and the Mahalanobis score in float64, as numpy has it (tests).
 """
 
 import logging
@@ -44,15 +44,18 @@ def evidence_graph(arrays: "_StatisticsArrays", stats: "OODStats", embed_dim: in
     by_backend = g.const(arrays.backend_observed.astype(np.float32))
     g.op("ReduceSum", g.op("Gather", by_backend, index, axis=0), g.ints(1), keepdims=0, out="backend_support")
     if stats.method == "mahalanobis" and arrays.precision is not None:
-        d = g.op("Sub", unit, g.const(arrays.mean.astype(np.float32)))
-        spread = g.op("Mul", g.op("MatMul", d, g.const(arrays.precision.astype(np.float32))), d)
+        # in float64, as numpy computes it: a small router's precision matrix can have entries
+        # large enough for float32 to move a score across the threshold
+        d = g.op("Sub", g.op("Cast", unit, to=TensorProto.DOUBLE), g.const(arrays.mean.astype(np.float64)))
+        spread = g.op("Mul", g.op("MatMul", d, g.const(arrays.precision.astype(np.float64))), d)
         g.op("ReduceSum", spread, g.ints(1), keepdims=0, out="score")
     else:
-        g.op("Sub", g.const(np.float32(1.0)), g.op("ReduceMean", values, g.ints(1), keepdims=0), out="score")
+        knn = g.op("Sub", g.const(np.float32(1.0)), g.op("ReduceMean", values, g.ints(1), keepdims=0))
+        g.op("Cast", knn, to=TensorProto.DOUBLE, out="score")
     hp = g.helper
     n_a, n_b = arrays.observed.shape[1], arrays.backend_observed.shape[1]
     outputs = [
-        hp.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
+        hp.make_tensor_value_info("score", TensorProto.DOUBLE, ["batch"]),
         hp.make_tensor_value_info("index", TensorProto.INT64, ["batch", k]),
         hp.make_tensor_value_info("similarity", TensorProto.FLOAT, ["batch", k]),
         hp.make_tensor_value_info("coverage", TensorProto.FLOAT, ["batch", n_a]),
@@ -78,7 +81,7 @@ class CompiledEvidence:
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def run(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
-        """(score float64, index int64, similarity, coverage float64, backend support float64)."""
+        """(score, index int64, similarity, coverage, backend support): float64 but the similarity."""
         x = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
         score, index, sim, coverage, support = self.session.run(
             list(_OUTPUTS), {"features": np.ascontiguousarray(x, dtype=np.float32)}
