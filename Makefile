@@ -42,9 +42,12 @@ default-router: $(STAMP)
 	$(BIN)/haps eval --router haps_core/default_router --record --json out/default-router-eval.json \
 	  --plot out/default-router-frontier.png
 
-# pytest exits 5 when it collects nothing: a failure, not a pass.
+# pytest exits 5 when it collects nothing: a failure, not a pass. Two workers (pytest-xdist,
+# work stealing: the slow notebook and end-to-end tests do not queue behind each other); set
+# PYTEST_WORKERS=0 for one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q; rc=$$?; \
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests collected" >&2; exit 1; fi; exit $$rc
 
 LINT_PATHS := haps_core haps_integrations tests benchmarks scripts
