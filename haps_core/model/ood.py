@@ -250,6 +250,34 @@ def action_summary(log: RoutingLog, train: np.ndarray) -> np.ndarray:
     return np.stack([score / safe, cost / safe, share]).astype(np.float32)
 
 
+RARE_KEYS_SHOWN = 8
+
+
+def rare_actions(router: "HAPSRouter", min_share: float = 0.05) -> list[str]:
+    """Keys of the actions observed on fewer than `min_share` of the router's training queries,
+    rarest first (from the statistics its checkpoint stores; [] when it has none)."""
+    if not len(router.action_stats):
+        return []
+    share = router.action_stats[2].cpu().numpy()
+    rare = np.flatnonzero(share < min_share)
+    return [router.space.actions[int(a)].key for a in rare[np.argsort(share[rare], kind="stable")]]
+
+
+def _rare_text(keys: list[str], min_share: float) -> str:
+    """Per backend how many of its actions are rare, and the first few keys: a log line stays
+    readable when a thin log leaves 100+ actions rare; `rare_actions` gives them all."""
+    per_backend: dict[str, int] = {}
+    for key in keys:
+        backend = key.split("|", 1)[0]
+        per_backend[backend] = per_backend.get(backend, 0) + 1
+    text = ", ".join(f"{b}: {n}" for b, n in per_backend.items())
+    shown = ", ".join(keys[:RARE_KEYS_SHOWN])
+    more = len(keys) - RARE_KEYS_SHOWN
+    if more > 0:
+        shown += f" and {more} more (all: haps_core.model.ood.rare_actions(router, {min_share:g}))"
+    return f"{text}; {shown}"
+
+
 def fit_ood(
     router: "HAPSRouter",
     log: RoutingLog,
@@ -324,13 +352,14 @@ def fit_ood(
     summary = action_summary(log, train)
     rare = [int(a) for a in np.flatnonzero(summary[2] < min_share)]
     if rare:
-        names = [log.space.actions[a].key for a in rare]
         logger.warning(
             "%d action(s) observed on fewer than %.0f%% of the training queries (their predictions "
             "rest on little evidence): %s",
             len(rare),
             100 * min_share,
-            ", ".join(names),
+            _rare_text(
+                [log.space.actions[a].key for a in sorted(rare, key=lambda a: summary[2][a])], min_share
+            ),
         )
     n_sample = min(sample_size, len(bank_idx))
     router.ood_bank = torch.as_tensor(bank)

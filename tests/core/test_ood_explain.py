@@ -19,7 +19,7 @@ from haps_core import HAPSRouter
 from haps_core.encoders import CachedEncoder
 from haps_core.logs import read_logs, split_queries
 from haps_core.model.guarded import member_spread, ood_actions
-from haps_core.model.ood import evidence, fit_ood
+from haps_core.model.ood import RARE_KEYS_SHOWN, evidence, fit_ood, rare_actions
 from haps_core.paths import bench_logs, default_cache_dir
 
 CHAT_AND_CODE = [
@@ -131,7 +131,18 @@ def test_issue15_confidence_coverage_and_risk(bench, caplog):
         copy = HAPSRouter.from_pretrained("haps-default")
         fit_ood(copy, log, train, features=features, min_share=0.2)
     warnings = [r.getMessage() for r in caplog.records if "fewer than" in r.getMessage()]
-    assert len(warnings) == 1 and all(k in warnings[0] for k in rare) and rare
+    # One readable line: the count, per backend how many, the rarest few keys; the full list
+    # comes back from the checkpoint's statistics through `rare_actions`.
+    assert len(warnings) == 1 and warnings[0].startswith(f"{len(rare)} action(s)") and rare
+    listed = rare_actions(copy, 0.2)
+    assert sorted(listed) == rare
+    assert all(k in warnings[0] for k in listed[:RARE_KEYS_SHOWN])
+    for backend in {k.split("|", 1)[0] for k in rare}:
+        assert f"{backend}: {sum(k.split('|', 1)[0] == backend for k in rare)}" in warnings[0]
+    assert len(warnings[0]) < 2000
+    if len(rare) > RARE_KEYS_SHOWN:
+        assert f"and {len(rare) - RARE_KEYS_SHOWN} more" in warnings[0]
+    assert rare_actions(copy, 0.0) == []
 
 
 def test_issue15_explanation_top_actions_margin_and_neighbours(bench):
