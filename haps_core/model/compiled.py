@@ -182,19 +182,24 @@ def heads_graph(t: SmallBatchHeads) -> bytes:
     return bytes(hp.make_model(graph, opset_imports=[hp.make_opsetid("", _OPSET)]).SerializeToString())
 
 
+def cpu_session(model: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session of a serialised graph, on `threads` intra-op threads, quiet."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    # idle threads sleep: they would spin beside the single-threaded rest of the call
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
 class CompiledHeads:
     """An ONNX Runtime session of a heads snapshot, on `threads` intra-op threads."""
 
     def __init__(self, t: SmallBatchHeads, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        # idle threads sleep: they would spin beside the single-threaded rest of the call
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(heads_graph(t), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(heads_graph(t), threads)
         self.threads = threads
 
     def predictions(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

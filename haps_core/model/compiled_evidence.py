@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from haps_core.model.compiled import CompiledHeads, _Graph
+from haps_core.model.compiled import CompiledHeads, _Graph, cpu_session
 
 if TYPE_CHECKING:
     from haps_core.model.ood import OODStats, _StatisticsArrays
@@ -71,14 +71,7 @@ class CompiledEvidence:
 
     def __init__(self, arrays: "_StatisticsArrays", stats: "OODStats", embed_dim: int, n_features: int,
                  threads: int) -> None:  # fmt: skip
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        model = evidence_graph(arrays, stats, embed_dim, n_features)
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(evidence_graph(arrays, stats, embed_dim, n_features), threads)
 
     def run(self, features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, ...]:
         """(score, index int64, similarity, coverage, backend support): float64 but the similarity."""
