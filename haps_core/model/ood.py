@@ -13,6 +13,7 @@ in-distribution queries are flagged.
 """
 
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -266,11 +267,8 @@ def rare_actions(router: "HAPSRouter", min_share: float = 0.05) -> list[str]:
 def _rare_text(keys: list[str], min_share: float) -> str:
     """Per backend how many of its actions are rare, and the first few keys: a log line stays
     readable when a thin log leaves 100+ actions rare; `rare_actions` gives them all."""
-    per_backend: dict[str, int] = {}
-    for key in keys:
-        backend = key.split("|", 1)[0]
-        per_backend[backend] = per_backend.get(backend, 0) + 1
-    text = ", ".join(f"{b}: {n}" for b, n in per_backend.items())
+    per_backend = Counter(key.split("|", 1)[0] for key in keys)
+    text = ", ".join(f"{b}: {n}" for b, n in sorted(per_backend.items()))
     shown = ", ".join(keys[:RARE_KEYS_SHOWN])
     more = len(keys) - RARE_KEYS_SHOWN
     if more > 0:
@@ -350,6 +348,11 @@ def fit_ood(
     threshold = float(np.quantile(cal_scores, quantile))
     observed, scores = observed_scores(log, bank_idx)
     summary = action_summary(log, train)
+    n_sample = min(sample_size, len(bank_idx))
+    router.ood_bank = torch.as_tensor(bank)
+    router.ood_observed = torch.as_tensor(observed.astype(np.uint8))
+    router.sample_scores = torch.as_tensor(scores[:n_sample].astype(np.float32))
+    router.action_stats = torch.as_tensor(summary)
     rare = [int(a) for a in np.flatnonzero(summary[2] < min_share)]
     if rare:
         logger.warning(
@@ -357,15 +360,8 @@ def fit_ood(
             "rest on little evidence): %s",
             len(rare),
             100 * min_share,
-            _rare_text(
-                [log.space.actions[a].key for a in sorted(rare, key=lambda a: summary[2][a])], min_share
-            ),
+            _rare_text(rare_actions(router, min_share), min_share),
         )
-    n_sample = min(sample_size, len(bank_idx))
-    router.ood_bank = torch.as_tensor(bank)
-    router.ood_observed = torch.as_tensor(observed.astype(np.uint8))
-    router.sample_scores = torch.as_tensor(scores[:n_sample].astype(np.float32))
-    router.action_stats = torch.as_tensor(summary)
     texts = [" ".join(log.queries[i].split())[:SNIPPET_CHARS] for i in bank_idx[:n_sample]]
     router.ood_mean = torch.as_tensor(mean.astype(np.float32))
     router.ood_precision = torch.as_tensor(precision.astype(np.float32))

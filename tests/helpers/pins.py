@@ -44,7 +44,7 @@ FLOAT_ABS = 1e-6
 
 
 def assert_same(got: Any, pinned: Any, where: str = "$") -> None:
-    """`got` equals `pinned` exactly, except floats, which agree to `FLOAT_REL` (see above)."""
+    """`got` equals `pinned` exactly, except floats, which agree to `FLOAT_REL` or `FLOAT_ABS`."""
     if isinstance(pinned, float) and isinstance(got, int | float) and not isinstance(got, bool):
         assert got == pytest.approx(pinned, rel=FLOAT_REL, abs=FLOAT_ABS), f"{where}: {got!r} != {pinned!r}"
     elif isinstance(pinned, dict):
