@@ -28,7 +28,7 @@ from haps_core.training.batches import _batch_tensors, _seed_everything, _to_dev
 from haps_core.training.config import TrainingConfig, TrainingResult
 from haps_core.training.losses import _cost_weight_range, _supervised_loss, dev_loss, dev_regret, policy_loss
 from haps_core.training.providers import FeatureProvider, FrozenFeatures
-from haps_core.training.warmup import SKIP_L2_SPLITS, _warm_up_skip
+from haps_core.training.warmup import SKIP_L2_SPLITS, _warm_up_skip, init_biases
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ def _train_member(
     skip_l2 = None
     if config.skip_warmup_steps:
         skip_l2 = _warm_up_skip(router, member, provider, table, fit_q, config, device, stop_q)
+    elif not warm:
+        init_biases(router, member, table, fit_q, device)
     groups: list[dict[str, Any]] = [{"params": list(net.parameters()), "lr": config.lr}]
     groups += provider.param_groups()
     params = [p for g in groups for p in g["params"]]

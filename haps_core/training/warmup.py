@@ -5,6 +5,7 @@ observations per action; the deep heads then learn corrections to it under early
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -93,31 +94,7 @@ def _warm_up_skip(
             blocks.append(out)
         return out
 
-    # Per-action starting biases: observed means over the whole fit split, a block at a time.
-    sums = torch.zeros(3, n_actions, device=device)
-    for k in range(len(parts)):
-        _, score, cost, mask = block(k)
-        m = mask.float()
-        sums[0] += (score * m).sum(0)
-        sums[1] += (torch.log(cost.clamp_min(1e-9)) * m).sum(0)
-        sums[2] += m.sum(0)
-    with torch.no_grad():
-        seen = sums[2] > 0
-        counts = sums[2].clamp_min(1.0)
-        mean_q = (sums[0] / counts).clamp(0.02, 0.98)
-        bias_q = torch.log(mean_q) - torch.log1p(-mean_q)
-        bias_c = sums[1] / counts
-        # An action never observed in training starts from its backend's average (else the
-        # global one), so what it gets comes from the shared heads and its parameter values.
-        for a in torch.nonzero(~seen).flatten().tolist():
-            same = (router.backend_of == router.backend_of[a]) & seen
-            pool = same if same.any() else seen
-            if pool.any():
-                bias_q[a], bias_c[a] = bias_q[pool].mean(), bias_c[pool].mean()
-        bias = skip.bias.detach().clone()
-        bias[:n_actions] = bias_q
-        if table.has_cost:
-            bias[n_actions:] = bias_c
+    bias, seen = _starting_biases(router, skip, table, len(parts), block, device)
 
     hierarchical = config.skip_prior == "hierarchical"
     ratio_now = [config.skip_prior_ratio or SKIP_PRIOR_RATIOS[0]]
@@ -200,6 +177,68 @@ def _warm_up_skip(
     fit(chosen)
     fill_unseen()
     return float(chosen)
+
+
+def _starting_biases(
+    router: HAPSRouter,
+    skip: torch.nn.Linear,
+    table: OutcomeTable,
+    n_blocks: int,
+    block: Callable[[int], tuple[torch.Tensor, ...]],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear path's biases at each action's observed mean quality (as a logit) and mean
+    log-cost over the fit split, a block at a time, and which actions were observed at all."""
+    n_actions = len(router.space)
+    sums = torch.zeros(3, n_actions, device=device)
+    for k in range(n_blocks):
+        _, score, cost, mask = block(k)
+        m = mask.float()
+        sums[0] += (score * m).sum(0)
+        sums[1] += (torch.log(cost.clamp_min(1e-9)) * m).sum(0)
+        sums[2] += m.sum(0)
+    with torch.no_grad():
+        seen = sums[2] > 0
+        counts = sums[2].clamp_min(1.0)
+        mean_q = (sums[0] / counts).clamp(0.02, 0.98)
+        bias_q = torch.log(mean_q) - torch.log1p(-mean_q)
+        bias_c = sums[1] / counts
+        # An action never observed in training starts from its backend's average (else the
+        # global one), so what it gets comes from the shared heads and its parameter values.
+        for a in torch.nonzero(~seen).flatten().tolist():
+            same = (router.backend_of == router.backend_of[a]) & seen
+            pool = same if same.any() else seen
+            if pool.any():
+                bias_q[a], bias_c[a] = bias_q[pool].mean(), bias_c[pool].mean()
+        bias = skip.bias.detach().clone()
+        bias[:n_actions] = bias_q
+        if table.has_cost:
+            bias[n_actions:] = bias_c
+    return bias, seen
+
+
+def init_biases(
+    router: HAPSRouter,
+    member: int,
+    table: OutcomeTable,
+    fit_q: np.ndarray,
+    device: torch.device,
+) -> None:
+    """Starts a member trained jointly (no warm-up) from the observed means: its linear path's
+    weights at zero and its biases at each action's mean quality and log-cost. From a zero
+    bias the log-cost head would start at $1 a call and spend its epochs walking down to it."""
+    skip = router.members[member].skip
+    assert isinstance(skip, torch.nn.Linear)
+    parts = _chunks(len(fit_q), len(router.space))
+
+    def block(k: int) -> tuple[torch.Tensor, ...]:
+        idx = fit_q[parts[k]]
+        return (torch.empty(0), *_batch_tensors(table, idx, device))
+
+    bias, _ = _starting_biases(router, skip, table, len(parts), block, device)
+    with torch.no_grad():
+        skip.weight.zero_()
+        skip.bias.copy_(bias)
 
 
 def interpolate_unseen_actions(router: HAPSRouter, skip: torch.nn.Linear, seen: torch.Tensor) -> None:

@@ -315,3 +315,19 @@ def test_the_old_pipeline_module_warns_and_re_exports(monkeypatch):
         old = importlib.import_module("haps_core.pipeline")
     assert old.fit_router is fit_router and old.features_for is features_for
     assert old.subset_log is subset_log and old.model_only_subset is model_only_subset
+
+
+def test_joint_training_starts_from_the_observed_means(tiny_encoder, trained):
+    """Without the warm-up, each member's linear path starts at the observed mean quality and
+    log-cost of every action (not at zero, where the cost head says $1 a call). The learning
+    rate is ~0 here, so the predictions are the starting point itself."""
+    log, _, feats = trained
+    cfg = RouterConfig(embed_dim=tiny_encoder.dim, hidden=16, members=1)
+    tc = TrainingConfig(epochs=1, progress=False, skip_warmup_steps=0, lr=1e-9, policy_weight=0.0)
+    router = fit_router(log, tiny_encoder, feats, None, cfg, tc)
+    q, c = router.predict(log.queries)
+    for a in range(len(router.space)):
+        rows = log.row_action == a
+        assert abs(float(q[:, a].mean()) - float(log.score[rows].mean())) < 0.1
+        ratio = float(np.median(c[:, a])) / float(np.median(log.cost[rows]))
+        assert 0.5 < ratio < 2.0, (a, ratio)
