@@ -19,6 +19,11 @@ import torch
 from haps_core import HAPSRouter
 from haps_core.encoders import HFEncoder, embedding_encoder, optimize_encoder
 from haps_core.encoders.onnx import OrtModel, onnx_folder
+from haps_core.paths import default_cache_dir
+
+# The user's HAPS cache, read before the module's fixture points HAPS_CACHE_DIR at a fresh folder:
+# the static default router's encoder is built there once, not again for this module (~35 s).
+USER_CACHE = default_cache_dir()
 
 CLI = "import sys; from haps_core.cli import main; sys.exit(main(sys.argv[1:]))"
 TEXTS = [
@@ -72,9 +77,10 @@ def test_onnx_int8_is_close_and_fingerprinted_apart(minilm: HFEncoder) -> None:
     assert float(cos.min()) > 0.95, cos
 
 
-def test_onnx_refuses_compile_and_static_routers(minilm: HFEncoder) -> None:
+def test_onnx_refuses_compile_and_static_routers(minilm: HFEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="ONNX Runtime on CPU"):
         optimize_encoder(minilm, "onnx-int8", compile=True)
+    monkeypatch.setenv("HAPS_CACHE_DIR", str(USER_CACHE))
     with pytest.raises(ValueError, match="transformer encoders"):
         HAPSRouter.from_pretrained("haps-default").set_encoder_precision("onnx-int8")
 

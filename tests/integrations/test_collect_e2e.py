@@ -39,7 +39,9 @@ def test_issue16_collect_real_backends_trains_a_router_that_routes(smol, no_prox
     from tests.helpers.smollm2 import make_chat_hf
 
     model, tok = smol
-    chat_hf = make_chat_hf(model, tok, max_new_tokens=6)
+    # 3 new tokens: room for a letter ("B", "(B)", "Answer: B"); each decoded token of the 135M
+    # model costs ~80 ms on a 2-core runner, and the grid makes 120 SmolLM2 calls
+    chat_hf = make_chat_hf(model, tok, max_new_tokens=3)
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in arithmetic_questions(30)))
     with standin_server() as server:
@@ -53,7 +55,7 @@ def test_issue16_collect_real_backends_trains_a_router_that_routes(smol, no_prox
                 grid={"temperature": [0.0, 0.9]},
                 prompt_styles=STYLES,
                 max_concurrency=1,
-                max_output_tokens=6,
+                max_output_tokens=3,
             ),
             collect_backend(
                 "standin",
