@@ -178,7 +178,12 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="seed of the thinning, training and bootstrap")
-    p.add_argument("--members", type=int, default=5, help="HAPS ensemble size (the shipped router: 5)")
+    p.add_argument(
+        "--members",
+        type=int,
+        default=5,
+        help="HAPS ensemble size (shipped: MiniLM router 5, static router 3)",
+    )
     p.add_argument("--logs", default=",".join(LOGS), help=f"comma-separated, of {LOGS}")
     p.add_argument("--variants", default="haps,flat,no-pgn", help="HAPS variants to train")
     p.add_argument("--router", default="{}", help="JSON RouterConfig overrides")
