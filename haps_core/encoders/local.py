@@ -49,6 +49,16 @@ def smollm2_dir(cache_root: Path | None = None) -> Path:
     target = (cache_root or default_cache_dir()) / SMOLLM2_CACHE_NAME
     if (target / "config.json").is_file():
         return target
+    from haps_core.build_lock import building
+
+    with building(target):
+        if (target / "config.json").is_file():  # another process converted it while this one waited
+            return target
+        return _convert_smollm2(target)
+
+
+def _convert_smollm2(target: Path) -> Path:
+    """Converts the package's GGUF into the dense folder `target` (written beside it, renamed)."""
     folder = smollm2_gguf_folder()
     if folder is None:
         msg = (

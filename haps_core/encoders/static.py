@@ -154,10 +154,16 @@ def static_encoder_dir(cache_root: Path | None = None) -> Path:
     target = (cache_root or default_cache_dir()) / _CACHE_NAME
     if (target / CONFIG_FILE).is_file():
         return target
+    from haps_core.build_lock import building
     from haps_core.encoders.distill import distill
 
-    logger.warning("building the static encoder %s once into %s (about a minute)", STATIC_ENCODER_ID, target)
-    return distill(default_model_path(), target, source_id=DEFAULT_ENCODER_ID)
+    with building(target):
+        if (target / CONFIG_FILE).is_file():  # another process built it while this one waited
+            return target
+        logger.warning(
+            "building the static encoder %s once into %s (about a minute)", STATIC_ENCODER_ID, target
+        )
+        return distill(default_model_path(), target, source_id=DEFAULT_ENCODER_ID)
 
 
 def load_static_encoder(cache_root: Path | None = None, **kwargs: Any) -> StaticEncoder:
