@@ -1,9 +1,10 @@
 """Two processes that need a cache entry at once build it once (`haps_core.build_lock`).
 
 FAKED: the builds. Each child process replaces the static encoder's distillation (a minute of
-MiniLM) with a stand-in that records that it ran, sleeps 1 s so the two processes overlap, and
-writes the entry's config file. REAL: `static_encoder_dir` and `smollm2_dir`, their file lock and
-the re-check after waiting, in two real processes started together on one fresh cache folder.
+MiniLM) or the SmolLM2 conversion (~25 s) with a stand-in that records that it ran, sleeps 1 s so
+the two processes overlap, and writes the entry's config file. REAL: `static_encoder_dir` and
+`smollm2_dir`, their file lock and the re-check after waiting, in two real processes started
+together on one fresh cache folder.
 """
 
 import subprocess
@@ -22,7 +23,7 @@ import haps_core.encoders.{module} as mod
 root, log = Path(sys.argv[1]), Path(sys.argv[2])
 
 def fake_build(*args, **kwargs):
-    target = Path(args[-1] if "{module}" == "local" else args[1])
+    target = Path(args[-1])  # distill(source, target, ...) and _convert_smollm2(target)
     with log.open("a") as f:
         f.write("built\\n")
     time.sleep(1.0)
