@@ -8,6 +8,7 @@ and ``<log>.failures.jsonl`` the cells whose output could not be scored. On a re
 read back, a line cut short by the kill is dropped, and the cells it holds are not called again.
 """
 
+import dataclasses
 import json
 import logging
 import math
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from haps_core.catalog import RoutingSpace
 
@@ -187,10 +190,49 @@ class CollectStore:
 
 
 def read_collected(path: str | Path) -> Any:
-    """The collected log as a `RoutingLog` whose catalog is exactly the collection's backends."""
+    """The collected log as a `RoutingLog` whose catalog is exactly the collection's backends,
+    its rows (and so its queries' order) in plan order: concurrent calls finish, and are
+    written, in any order, and a router trained on the log must not depend on which finished
+    first (`fit` with one seed on one collection gives one router)."""
     from haps_core.logs import read_logs
 
     path = Path(path)
     meta = json.loads(meta_path(path).read_text(encoding="utf-8"))
     space = RoutingSpace.from_dict(meta["space"])
-    return read_logs(path, space=space)
+    return in_plan_order(read_logs(path, space=space), path)
+
+
+def in_plan_order(log: Any, path: Path) -> Any:
+    """`log` (read from the collection log `path`) with rows sorted by their (round, slot) and
+    queries renumbered by first appearance in that order; rows without a place keep theirs, last."""
+    place: dict[tuple[str, str], tuple[float, float]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                raw = json.loads(line)
+                if "collect_round" in raw and "collect_slot" in raw:
+                    place[(raw["query_id"], raw["action"])] = (raw["collect_round"], raw["collect_slot"])
+    keys = [a.key for a in log.space.actions]
+    where = [
+        place.get((log.query_ids[q], keys[a]), (math.inf, math.inf))
+        for q, a in zip(log.row_query.tolist(), log.row_action.tolist(), strict=True)
+    ]
+    order = np.asarray(sorted(range(log.n_rows), key=lambda r: where[r]), dtype=np.int64)
+    if np.array_equal(order, np.arange(log.n_rows)):
+        return log
+    first = dict.fromkeys(log.row_query[order].tolist())
+    renumber = np.zeros(log.n_queries, dtype=np.int64)
+    renumber[list(first)] = np.arange(len(first))
+    queries = list(first)
+    per_row = {
+        name: getattr(log, name)[order]
+        for name in ("row_action", "score", "cost", "groups", "input_tokens", "propensity")
+        if getattr(log, name) is not None
+    }
+    return dataclasses.replace(
+        log,
+        query_ids=[log.query_ids[q] for q in queries],
+        queries=[log.queries[q] for q in queries],
+        row_query=renumber[log.row_query[order]],
+        **per_row,
+    )
