@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="0.1,0.25,0.5")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--strategies", default="uniform,adaptive")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--strategies", default="uniform,adaptive,thompson")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--n-boot", type=int, default=200)
@@ -133,11 +133,11 @@ def main() -> None:
                 f"{np.mean([r['usd'] for r in sel]):.2f} | {aiq.mean():.4f} +- {se:.4f} | "
                 f"{np.mean([r['kept'] for r in sel]):.1%} |"
             )
-        if {"uniform", "adaptive"} <= set(by):
-            seeds = sorted(set(by["uniform"]) & set(by["adaptive"]))
-            d = np.array([by["adaptive"][s] - by["uniform"][s] for s in seeds])
+        for other in (s for s in by if s != "uniform" and "uniform" in by):
+            seeds = sorted(set(by["uniform"]) & set(by[other]))
+            d = np.array([by[other][s] - by["uniform"][s] for s in seeds])
             se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-            print(f"| {frac:.0%} | adaptive - uniform | {len(d)} | | | {d.mean():+.4f} +- {se:.4f} | |")
+            print(f"| {frac:.0%} | {other} - uniform | {len(d)} | | | {d.mean():+.4f} +- {se:.4f} | |")
     if args.json:
         Path(args.json).write_text(json.dumps({"full": {**ref, "cells": full.cells}, "rows": rows}, indent=2))
 

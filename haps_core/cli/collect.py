@@ -39,7 +39,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument(
         "--budget-calls", type=int, default=None, metavar="N", help="make at most N calls (retries included)"
     )
-    p.add_argument("--strategy", default="full", choices=["full", "uniform", "adaptive"])
+    p.add_argument(
+        "--strategy",
+        default="full",
+        choices=["full", "uniform", "adaptive", "thompson"],
+        help="full: every cell; uniform: random cells; adaptive: the most informative cells per dollar; "
+        "thompson: the earlier adaptive strategy",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=None, metavar="LOG", help="the .jsonl log to write; rerun to resume")
     p.add_argument("--dry-run", action="store_true", help="print the plan's estimated spend and call nothing")

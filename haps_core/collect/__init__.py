@@ -14,11 +14,11 @@ from haps_core.collect.api import collect
 from haps_core.collect.backends import BackendSpec, CallResult, load_backends, routing_space
 from haps_core.collect.budget import Budget, BudgetError
 from haps_core.collect.questions import Question, QuestionsError, load_questions
+from haps_core.collect.registry import STRATEGIES
 from haps_core.collect.replay import ReplayWorld
 from haps_core.collect.report import CollectResult, Plan
 from haps_core.collect.scorers import BUILTIN_SCORERS, get_scorer, llm_judge
 from haps_core.collect.store import read_collected
-from haps_core.collect.strategies import STRATEGIES
 
 __all__ = [
     "BUILTIN_SCORERS",

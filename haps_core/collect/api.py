@@ -14,12 +14,13 @@ from haps_core.collect.backends import BackendSpec, load_backends
 from haps_core.collect.budget import Budget, BudgetError
 from haps_core.collect.live import LiveWorld
 from haps_core.collect.questions import Question, QuestionsError, load_questions
+from haps_core.collect.registry import STRATEGIES, make_strategy
 from haps_core.collect.replay import ReplayWorld
 from haps_core.collect.report import CollectResult, Plan
 from haps_core.collect.run import Collector, RunSettings, World
 from haps_core.collect.scorers import Scorer, get_scorer
 from haps_core.collect.store import CollectStore
-from haps_core.collect.strategies import STRATEGIES, Strategy, cluster_questions, make_strategy
+from haps_core.collect.strategies import Strategy, cluster_questions
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def collect(
         scorer: a built-in scorer name or a callable (query, reference, output) -> [0, 1].
         output: the log to write (``.jsonl``); an existing one from the same arguments resumes.
         budget_usd, budget_calls: limits (None: no limit); never exceeded, in-flight calls included.
-        strategy: "full", "uniform" or "adaptive" (see `haps_core.collect.strategies`).
+        strategy: "full", "uniform", "adaptive" or "thompson" (see `haps_core.collect.registry`).
         seed: seed of every random choice (the same seed and outcomes give the same cells).
         replay: a complete log (path or `ReplayWorld`) that answers instead of real backends.
         prices: prices for a replay log without them beside it (backend -> (in, out) per 1M).
@@ -138,9 +139,12 @@ def collect(
     groups = [q.task or q.dataset for q in world.questions]
     clusters = cluster_questions([q.query for q in world.questions], groups, seed)
     costs = world.action_costs()
+    names = [world.backend_of(a) for a in range(len(costs))]
+    backend_index = {b: i for i, b in enumerate(dict.fromkeys(names))}
+    action_backends = [backend_index[b] for b in names]
 
     def new_strategy() -> Any:
-        return make_strategy(strategy, available, seed, clusters, costs)
+        return make_strategy(strategy, available, seed, clusters, costs, action_backends)
 
     if dry_run:
         cells = plan_cells(world, new_strategy(), budget_usd, budget_calls, batch_size)

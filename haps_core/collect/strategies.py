@@ -1,4 +1,7 @@
-"""Which (question, action) cells to collect next: `full`, `uniform` or `adaptive`.
+"""Which (question, action) cells to collect next: the shared state and `full`, `uniform`, `thompson`.
+
+`adaptive`, the default search, lives in `haps_core.collect.informative`; `make_strategy` (in
+`haps_core.collect.registry`) builds any of them by name.
 
 Strategies work in rounds. A round's choices are a deterministic function of the seed, the round
 number and the outcomes of earlier rounds (fed back in plan order), never of the order calls
@@ -15,7 +18,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("full", "uniform", "adaptive")
 Fits = Callable[[int, int], bool]
 """``fits(question, action)``: whether the cell still fits the round's remaining budget."""
 
@@ -96,7 +98,7 @@ class UniformStrategy(Strategy):
         return out
 
 
-class AdaptiveStrategy(Strategy):
+class ThompsonStrategy(Strategy):
     """Thompson sampling per question cluster, over a random trade-off between score and cost.
 
     Each (cluster, action) has a Beta posterior of its score (shrunk towards the action's mean
@@ -106,9 +108,13 @@ class AdaptiveStrategy(Strategy):
     upper bound lies below the lower bound of a cheaper action in the cluster (clearly dominated)
     are dropped there. The propensity is the frequency of the chosen action over
     `propensity_draws` repetitions of that draw.
+
+    This was `adaptive` before the informative strategy replaced it: it collects where the
+    apparent best actions are, which teaches a router less than uniform cells once the budget is
+    not tiny (`python benchmarks/collect.py --strategies uniform,adaptive,thompson`).
     """
 
-    name = "adaptive"
+    name = "thompson"
 
     def __init__(
         self,
@@ -244,21 +250,3 @@ def hash_trigram(s: str) -> int:
     for ch in s:
         h = ((h ^ ord(ch)) * 16777619) & 0xFFFFFFFF
     return h
-
-
-def make_strategy(
-    name: str,
-    available: Sequence[Sequence[int]],
-    seed: int,
-    clusters: "Sequence[int] | np.ndarray | None" = None,
-    action_costs: "Sequence[float] | np.ndarray | None" = None,
-) -> Strategy:
-    """A strategy by name; ValueError for an unknown one (listing the allowed names)."""
-    if name == "full":
-        return Strategy(available, seed)
-    if name == "uniform":
-        return UniformStrategy(available, seed)
-    if name == "adaptive":
-        return AdaptiveStrategy(available, seed, clusters, action_costs)
-    msg = f"`strategy` must be one of {list(STRATEGIES)}, got {name!r}"
-    raise ValueError(msg)

@@ -62,7 +62,7 @@ def test_issue16_budget_never_exceeded_over_100_randomised_replay_runs(world, tm
         full = math.fsum(sub.estimate(q, a) for q, acts in enumerate(sub.available()) for a in acts)
         budget_usd = float(full * rng.uniform(0.05, 0.6))
         budget_calls = int(rng.integers(50, 400)) if rng.random() < 0.5 else None
-        strategy = ["full", "uniform", "adaptive"][run % 3]
+        strategy = ["full", "uniform", "adaptive", "thompson"][run % 4]
         out = tmp_path / f"run{run}.jsonl"
         result = collect(
             replay=sub,
