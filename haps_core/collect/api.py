@@ -139,9 +139,7 @@ def collect(
     groups = [q.task or q.dataset for q in world.questions]
     clusters = cluster_questions([q.query for q in world.questions], groups, seed)
     costs = world.action_costs()
-    names = [world.backend_of(a) for a in range(len(costs))]
-    backend_index = {b: i for i, b in enumerate(dict.fromkeys(names))}
-    action_backends = [backend_index[b] for b in names]
+    action_backends = world.space.backend_index()
 
     def new_strategy() -> Any:
         return make_strategy(strategy, available, seed, clusters, costs, action_backends)

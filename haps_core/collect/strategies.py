@@ -1,6 +1,6 @@
 """Which (question, action) cells to collect next: the shared state and `full`, `uniform`, `thompson`.
 
-`adaptive`, the default search, lives in `haps_core.collect.informative`; `make_strategy` (in
+`adaptive`, the recommended search, lives in `haps_core.collect.informative`; `make_strategy` (in
 `haps_core.collect.registry`) builds any of them by name.
 
 Strategies work in rounds. A round's choices are a deterministic function of the seed, the round
@@ -109,9 +109,9 @@ class ThompsonStrategy(Strategy):
     are dropped there. The propensity is the frequency of the chosen action over
     `propensity_draws` repetitions of that draw.
 
-    This was `adaptive` before the informative strategy replaced it: it collects where the
-    apparent best actions are, which teaches a router less than uniform cells once the budget is
-    not tiny (`python benchmarks/collect.py --strategies uniform,adaptive,thompson`).
+    This was `adaptive` before the informative strategy replaced it. It collects where the
+    apparent best actions are; on the replay world it beats uniform at 10% of the grid's cost
+    but not beyond noise at 25% (`python benchmarks/collect.py`).
     """
 
     name = "thompson"
